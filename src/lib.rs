@@ -1,0 +1,32 @@
+//! fuse-cdc-bridge: Fuse webhooks from PostgreSQL logical replication.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML file: structs, defaults, `${ENV}` interpolation, validation.
+//! - [`pg`]: everything that speaks to PostgreSQL.
+//!   - [`pg::dsn`]: connection strings (URL and `key=value`), sslmode.
+//!   - [`pg::tls`]: rustls client configurations for each sslmode.
+//!   - [`pg::wire`]: a framed socket: startup, authentication, simple queries, CopyBoth.
+//!   - [`pg::replication`]: the walsender session: IDENTIFY_SYSTEM, START_REPLICATION, feedback.
+//!   - [`pg::admin`]: ordinary SQL over tokio-postgres: prerequisites, slot, publication.
+//! - [`pgoutput`]: pure decoding of pgoutput and the replication envelope; no I/O.
+//! - [`store`]: sled state: the checkpoint (and, later, the outbox); the only place that knows
+//!   key layouts.
+//! - [`capture`]: replication + store: committed transactions, resumable after a crash.
+//! - [`tail`]: the `tail` command's JSON lines.
+//! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
+//! - [`error`]: the top-level error, which knows whether it is transient or definite.
+//! - [`lsn`]: the `Lsn` type.
+
+pub mod capture;
+pub mod config;
+pub mod ephemeral;
+pub mod error;
+pub mod lsn;
+pub mod pg;
+pub mod pgoutput;
+pub mod store;
+pub mod tail;
+
+
+pub use lsn::Lsn;
