@@ -1,1 +1,90 @@
-//! TODO
+//! Capture: the replication stream, decoded, handed to a [`Handler`] one committed transaction at
+//! a time, with each transaction's records and checkpoint stored atomically in sled.
+//!
+//! The position confirmed to the server follows the store's fsyncs (group commit in a flusher
+//! task), never what was merely received, so PostgreSQL recycles only WAL whose consequences are
+//! on our disk. After a restart the server resends from the slot's confirmed position, which may
+//! be behind our checkpoint: transactions whose commit lies below the checkpoint are skipped.
+
+mod flusher;
+mod session;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::lsn::Lsn;
+use crate::pg::admin::TableName;
+use crate::pg::dsn::ConnectParams;
+use crate::pgoutput::{Item, Transaction};
+use crate::store::Store;
+use crate::Error;
+
+pub use session::Backoff;
+
+/// What capture needs to know.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub params: ConnectParams,
+    pub slot: String,
+    pub publication: String,
+    /// The tables the publication must cover.
+    pub tables: Vec<TableName>,
+    pub application_name: String,
+    /// How often a standby status update goes out when nothing else prompts one.
+    pub status_interval: Duration,
+    /// Group-commit window: how long the flusher waits to gather commits into one fsync.
+    pub flush_interval: Duration,
+    /// Reconnect delays after transient errors.
+    pub backoff: Backoff,
+}
+
+impl CaptureSettings {
+    pub fn new(params: ConnectParams, slot: &str, publication: &str, tables: Vec<TableName>) -> Self {
+        CaptureSettings {
+            params,
+            slot: slot.to_string(),
+            publication: publication.to_string(),
+            tables,
+            application_name: "fuse-cdc-bridge".to_string(),
+            status_interval: Duration::from_secs(1),
+            flush_interval: Duration::from_millis(5),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// What to do with the stream's transactions. Calls arrive in commit order; a transaction's
+/// items come between its `Begin` and `commit`.
+pub trait Handler: Send {
+    /// An item inside `txn`: a row change, a truncate or a transactional message.
+    fn item(&mut self, txn: &Transaction, item: &Item) -> Result<(), Error>;
+    /// `txn` committed at `end_lsn`: return its records (stored atomically with the checkpoint,
+    /// keyed by commit LSN and ordinal in the order returned).
+    fn commit(&mut self, txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Vec<u8>>, Error>;
+    /// The session ended mid-transaction: forget what `item` gathered since the last commit.
+    fn reset(&mut self);
+}
+
+/// Positions that capture publishes as it goes, for tests, status and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The checkpoint written to the store (maybe not yet fsynced).
+    pub committed: Lsn,
+    /// The checkpoint known durable, and confirmed to the server at the next status update.
+    pub flushed: Lsn,
+    /// Whether a replication session is streaming.
+    pub connected: bool,
+}
+
+/// Runs capture until `shutdown` turns true (returns Ok) or a definite error (returns it).
+/// Transient errors reconnect with backoff.
+pub async fn run(
+    settings: &CaptureSettings,
+    store: &Store,
+    handler: &mut dyn Handler,
+    progress: &watch::Sender<Progress>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    session::supervise(settings, store, handler, progress, &mut shutdown).await
+}

@@ -14,12 +14,14 @@
 //!   key layouts.
 //! - [`capture`]: replication + store: committed transactions, resumable after a crash.
 //! - [`tail`]: the `tail` command's JSON lines.
+//! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
 //! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
 //! - [`error`]: the top-level error, which knows whether it is transient or definite.
 //! - [`lsn`]: the `Lsn` type.
 
 pub mod capture;
 pub mod config;
+pub mod demo;
 pub mod ephemeral;
 pub mod error;
 pub mod lsn;
@@ -28,5 +30,5 @@ pub mod pgoutput;
 pub mod store;
 pub mod tail;
 
-
+pub use error::Error;
 pub use lsn::Lsn;

@@ -39,6 +39,21 @@ impl FromStr for Lsn {
     }
 }
 
+// Stored and printed in PostgreSQL's own notation so state files and JSON lines read like
+// pg_replication_slots does.
+impl serde::Serialize for Lsn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Lsn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl From<u64> for Lsn {
     fn from(v: u64) -> Self {
         Lsn(v)

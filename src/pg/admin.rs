@@ -1,1 +1,313 @@
-//! TODO
+//! Ordinary SQL over tokio-postgres: prerequisites, the publication and the slot.
+//!
+//! Uses the same connection string as the replication connection, without `replication=database`.
+
+use crate::lsn::Lsn;
+use crate::pg::dsn::ConnectParams;
+use crate::pg::replication::quote_ident;
+use crate::pg::wire::WireError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Connect(#[from] WireError),
+    #[error("query failed: {0}")]
+    Query(#[source] tokio_postgres::Error),
+    #[error("wal_level is {actual:?}, but logical replication needs \"logical\"")]
+    WalLevel { actual: String },
+    #[error("the server returned an unreadable {what}: {value:?}")]
+    Unreadable { what: &'static str, value: String },
+    #[error("replication slot {name:?} uses plugin {plugin:?}, not pgoutput")]
+    WrongPlugin { name: String, plugin: String },
+    #[error("replication slot {name:?} belongs to database {found:?}, not {expected:?}")]
+    WrongDatabase {
+        name: String,
+        found: String,
+        expected: String,
+    },
+}
+
+impl AdminError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AdminError::Connect(e) => e.is_transient(),
+            AdminError::Query(e) => e.is_closed() || e.code().is_none(),
+            _ => false,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            AdminError::Connect(e) => e.hint(),
+            AdminError::WalLevel { .. } => Some(
+                "run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL".into(),
+            ),
+            AdminError::WrongPlugin { name, .. } | AdminError::WrongDatabase { name, .. } => Some(format!(
+                "the slot {name:?} was made for something else: configure another [postgres].slot, or drop it with SELECT pg_drop_replication_slot('{name}') if it is abandoned"
+            )),
+            AdminError::Query(e) => e
+                .as_db_error()
+                .and_then(|db| db.hint().map(str::to_string)),
+            AdminError::Unreadable { .. } => None,
+        }
+    }
+}
+
+/// A schema-qualified table name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl TableName {
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> TableName {
+        TableName {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// A row of `pg_replication_slots`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub name: String,
+    pub plugin: Option<String>,
+    pub database: Option<String>,
+    pub temporary: bool,
+    pub active_pid: Option<i32>,
+    pub confirmed_flush_lsn: Option<Lsn>,
+    pub restart_lsn: Option<Lsn>,
+    /// `reserved`, `extended`, `unreserved` or `lost` (PostgreSQL 13+).
+    pub wal_status: Option<String>,
+    /// WAL the server keeps for this slot: current WAL position minus `restart_lsn`.
+    pub retained_bytes: Option<i64>,
+}
+
+/// An ordinary SQL connection.
+pub struct Admin {
+    client: tokio_postgres::Client,
+}
+
+impl Admin {
+    pub async fn connect(params: &ConnectParams) -> Result<Admin, AdminError> {
+        let client = crate::pg::tls::connect_sql(params).await?;
+        Ok(Admin { client })
+    }
+
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
+    async fn scalar(&self, sql: &str) -> Result<String, AdminError> {
+        let row = self.client.query_one(sql, &[]).await.map_err(AdminError::Query)?;
+        row.try_get::<_, String>(0).map_err(AdminError::Query)
+    }
+
+    pub async fn current_database(&self) -> Result<String, AdminError> {
+        self.scalar("SELECT current_database()::text").await
+    }
+
+    pub async fn wal_level(&self) -> Result<String, AdminError> {
+        self.scalar("SELECT current_setting('wal_level')").await
+    }
+
+    /// Fails with a definite error unless `wal_level = logical`.
+    pub async fn check_wal_level(&self) -> Result<(), AdminError> {
+        let actual = self.wal_level().await?;
+        if actual == "logical" {
+            Ok(())
+        } else {
+            Err(AdminError::WalLevel { actual })
+        }
+    }
+
+    pub async fn current_wal_lsn(&self) -> Result<Lsn, AdminError> {
+        let text = self.scalar("SELECT pg_current_wal_lsn()::text").await?;
+        parse_lsn("pg_current_wal_lsn", &text)
+    }
+
+    pub async fn publication_exists(&self, name: &str) -> Result<bool, AdminError> {
+        let rows = self
+            .client
+            .query("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+            .await
+            .map_err(AdminError::Query)?;
+        Ok(!rows.is_empty())
+    }
+
+    /// The tables a publication covers.
+    pub async fn publication_tables(&self, name: &str) -> Result<Vec<TableName>, AdminError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT schemaname::text, tablename::text FROM pg_publication_tables \
+                 WHERE pubname = $1 ORDER BY 1, 2",
+                &[&name],
+            )
+            .await
+            .map_err(AdminError::Query)?;
+        rows.iter()
+            .map(|r| Ok(TableName::new(get(r, 0)?, get::<String>(r, 1)?)))
+            .collect()
+    }
+
+    /// The statements that make publication `name` cover `tables` (empty when it already does).
+    pub async fn publication_fixes(
+        &self,
+        name: &str,
+        tables: &[TableName],
+    ) -> Result<Vec<String>, AdminError> {
+        if !self.publication_exists(name).await? {
+            let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
+            return Ok(vec![format!(
+                "CREATE PUBLICATION {} FOR TABLE {}",
+                quote_ident(name),
+                list.join(", ")
+            )]);
+        }
+        let covered = self.publication_tables(name).await?;
+        let missing: Vec<String> = tables
+            .iter()
+            .filter(|t| !covered.contains(t))
+            .map(TableName::quoted)
+            .collect();
+        if missing.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(vec![format!(
+            "ALTER PUBLICATION {} ADD TABLE {}",
+            quote_ident(name),
+            missing.join(", ")
+        )])
+    }
+
+    /// Creates or extends the publication so it covers `tables`; returns the statements run.
+    pub async fn ensure_publication(
+        &self,
+        name: &str,
+        tables: &[TableName],
+    ) -> Result<Vec<String>, AdminError> {
+        let fixes = self.publication_fixes(name, tables).await?;
+        for sql in &fixes {
+            self.client.batch_execute(sql).await.map_err(AdminError::Query)?;
+        }
+        Ok(fixes)
+    }
+
+    pub async fn slot(&self, name: &str) -> Result<Option<SlotInfo>, AdminError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT slot_name::text, plugin::text, database::text, temporary, active_pid, \
+                        confirmed_flush_lsn::text, restart_lsn::text, wal_status, \
+                        (pg_current_wal_lsn() - restart_lsn)::bigint \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(AdminError::Query)?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let lsn = |i: usize, what: &'static str| -> Result<Option<Lsn>, AdminError> {
+            get::<Option<String>>(r, i)?
+                .map(|t| parse_lsn(what, &t))
+                .transpose()
+        };
+        Ok(Some(SlotInfo {
+            name: get(r, 0)?,
+            plugin: get(r, 1)?,
+            database: get(r, 2)?,
+            temporary: get(r, 3)?,
+            active_pid: get(r, 4)?,
+            confirmed_flush_lsn: lsn(5, "confirmed_flush_lsn")?,
+            restart_lsn: lsn(6, "restart_lsn")?,
+            wal_status: get(r, 7)?,
+            retained_bytes: get(r, 8)?,
+        }))
+    }
+
+    /// Creates the pgoutput slot; returns its consistent point.
+    pub async fn create_slot(&self, name: &str) -> Result<Lsn, AdminError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&name],
+            )
+            .await
+            .map_err(AdminError::Query)?;
+        parse_lsn("slot consistent point", &get::<String>(&row, 0)?)
+    }
+
+    /// Returns the slot, creating it when missing; `true` when it was created now. A slot of the
+    /// same name made for another plugin or database is a definite error, never reused.
+    pub async fn ensure_slot(&self, name: &str) -> Result<(SlotInfo, bool), AdminError> {
+        let created = match self.slot(name).await? {
+            Some(slot) => {
+                self.check_slot_is_ours(&slot).await?;
+                return Ok((slot, false));
+            }
+            None => self.create_slot(name).await.map(|_| true)?,
+        };
+        let slot = self.slot(name).await?.ok_or_else(|| AdminError::Unreadable {
+            what: "slot just created",
+            value: name.to_string(),
+        })?;
+        Ok((slot, created))
+    }
+
+    pub async fn check_slot_is_ours(&self, slot: &SlotInfo) -> Result<(), AdminError> {
+        let plugin = slot.plugin.clone().unwrap_or_else(|| "(physical)".into());
+        if plugin != "pgoutput" {
+            return Err(AdminError::WrongPlugin {
+                name: slot.name.clone(),
+                plugin,
+            });
+        }
+        let expected = self.current_database().await?;
+        let found = slot.database.clone().unwrap_or_default();
+        if found != expected {
+            return Err(AdminError::WrongDatabase {
+                name: slot.name.clone(),
+                found,
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn drop_slot(&self, name: &str) -> Result<(), AdminError> {
+        self.client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&name])
+            .await
+            .map_err(AdminError::Query)?;
+        Ok(())
+    }
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    idx: usize,
+) -> Result<T, AdminError> {
+    row.try_get(idx).map_err(AdminError::Query)
+}
+
+fn parse_lsn(what: &'static str, text: &str) -> Result<Lsn, AdminError> {
+    text.parse().map_err(|_| AdminError::Unreadable {
+        what,
+        value: text.to_string(),
+    })
+}

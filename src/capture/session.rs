@@ -1,0 +1,305 @@
+//! One replication session at a time, reconnecting with backoff after transient errors.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::flusher::Flusher;
+use super::{CaptureSettings, Handler, Progress};
+use crate::lsn::Lsn;
+use crate::pg::admin::{Admin, SlotInfo};
+use crate::pg::replication::{ReplicationError, ReplicationSession, StreamEvent, SystemIdentity};
+use crate::pgoutput::{Decoder, Item, Transaction};
+use crate::store::{Checkpoint, Record, SlotBinding, Store};
+use crate::Error;
+
+/// Exponential reconnect delays.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How a session ended without an error.
+enum Ended {
+    Shutdown,
+}
+
+pub(super) async fn supervise(
+    settings: &CaptureSettings,
+    store: &Store,
+    handler: &mut dyn Handler,
+    progress: &watch::Sender<Progress>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let mut delay = settings.backoff.initial;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let mut streamed = false;
+        let result = session(settings, store, handler, progress, shutdown, &mut streamed).await;
+        progress.send_modify(|p| p.connected = false);
+        handler.reset();
+        let error = match result {
+            Ok(Ended::Shutdown) => return Ok(()),
+            Err(e) => e,
+        };
+        let slot_in_use = matches!(&error, Error::Replication(r) if r.is_slot_in_use());
+        if !(error.is_transient() || slot_in_use) {
+            return Err(error);
+        }
+        if streamed {
+            // The last session got going: whatever broke it is not the same problem again.
+            delay = settings.backoff.initial;
+        }
+        if slot_in_use {
+            warn!(slot = %settings.slot, retry_in = ?delay, error = %error,
+                "replication slot in use by another consumer, waiting");
+        } else {
+            warn!(retry_in = ?delay, error = %error, hint = error.hint().unwrap_or_default(),
+                "replication interrupted, reconnecting");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+        }
+        delay = (delay * 2).min(settings.backoff.max);
+    }
+}
+
+async fn session(
+    settings: &CaptureSettings,
+    store: &Store,
+    handler: &mut dyn Handler,
+    progress: &watch::Sender<Progress>,
+    shutdown: &mut watch::Receiver<bool>,
+    streamed: &mut bool,
+) -> Result<Ended, Error> {
+    let admin = Admin::connect(&settings.params).await?;
+    admin.check_wal_level().await?;
+    for sql in admin
+        .ensure_publication(&settings.publication, &settings.tables)
+        .await?
+    {
+        info!(statement = %sql, "created the publication");
+    }
+    let mut repl = ReplicationSession::connect(&settings.params, &settings.application_name).await?;
+    let identity = repl.identify_system().await?;
+    let (slot, created) = admin.ensure_slot(&settings.slot).await?;
+    if created {
+        info!(slot = %slot.name, at = ?slot.confirmed_flush_lsn, "created the replication slot");
+    }
+    drop(admin);
+    let checkpoint = resolve_checkpoint(store, &identity, &slot, created)?;
+    store.flush().await?;
+    let flusher = Flusher::spawn(store.clone(), checkpoint.lsn, settings.flush_interval);
+    let mut stream = repl
+        .start(
+            &settings.slot,
+            checkpoint.lsn,
+            &settings.publication,
+            settings.status_interval,
+            flusher.flushed(),
+        )
+        .await?;
+    info!(slot = %settings.slot, from = %checkpoint.lsn, "streaming");
+    progress.send_modify(|p| {
+        p.connected = true;
+        p.committed = checkpoint.lsn;
+        p.flushed = checkpoint.lsn;
+    });
+    let mut flushed_rx = flusher.flushed();
+    let mut state = StreamState {
+        checkpoint,
+        decoder: Decoder::new(),
+        open: None,
+        skipping: false,
+    };
+    loop {
+        let event = tokio::select! {
+            event = stream.next() => event?,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                let durable = flusher.drain(store).await?;
+                stream.set_flushed(durable);
+                progress.send_modify(|p| p.flushed = durable);
+                info!(confirmed = %durable, "replication stopped");
+                // The last status may not get out if the connection is already broken; the
+                // slot then resumes from an earlier position and we skip what we already have.
+                let _ = stream.close().await;
+                return Ok(Ended::Shutdown);
+            }
+        };
+        if let Some(e) = flusher.take_failure() {
+            return Err(e.into());
+        }
+        if flushed_rx.has_changed().unwrap_or(false) {
+            let durable = *flushed_rx.borrow_and_update();
+            progress.send_modify(|p| p.flushed = durable);
+        }
+        *streamed = true;
+        if let Some(lsn) = state.apply(event, store, handler)? {
+            flusher.committed(lsn);
+            progress.send_modify(|p| p.committed = lsn);
+        }
+    }
+}
+
+/// Picks the checkpoint to resume from, refusing to carry one over to a slot it does not
+/// belong to.
+fn resolve_checkpoint(
+    store: &Store,
+    identity: &SystemIdentity,
+    slot: &SlotInfo,
+    created: bool,
+) -> Result<Checkpoint, Error> {
+    let confirmed = slot.confirmed_flush_lsn.unwrap_or(Lsn::ZERO);
+    let bind = || Checkpoint {
+        binding: SlotBinding {
+            system_id: identity.system_id.clone(),
+            slot_name: slot.name.clone(),
+            bound_at: confirmed,
+        },
+        lsn: confirmed,
+    };
+    let stored = store.checkpoint()?;
+    let checkpoint = match stored {
+        Some(cp) if !created => match cp.check_applies(&identity.system_id, &slot.name, confirmed) {
+            Ok(()) => return Ok(cp),
+            Err(mismatch) => {
+                warn!(reason = %mismatch, slot = %slot.name, from = %confirmed,
+                    "the stored checkpoint does not belong to this slot; starting from the slot's position");
+                bind()
+            }
+        },
+        Some(cp) => {
+            warn!(slot = %slot.name, old = %cp.lsn, from = %confirmed,
+                "the replication slot was created anew; the old checkpoint no longer applies");
+            bind()
+        }
+        None => {
+            info!(slot = %slot.name, from = %confirmed, "binding the state directory to the slot");
+            bind()
+        }
+    };
+    store.commit(&checkpoint, &[])?;
+    Ok(checkpoint)
+}
+
+/// Per-session decoding state.
+struct StreamState {
+    checkpoint: Checkpoint,
+    decoder: Decoder,
+    open: Option<Transaction>,
+    /// The open transaction is at or below the checkpoint: already stored before a restart.
+    skipping: bool,
+}
+
+impl StreamState {
+    /// Applies one stream event; returns the new checkpoint position when it moved.
+    fn apply(
+        &mut self,
+        event: StreamEvent,
+        store: &Store,
+        handler: &mut dyn Handler,
+    ) -> Result<Option<Lsn>, Error> {
+        match event {
+            StreamEvent::Data { data, .. } => {
+                let Some(item) = self.decoder.decode(&data).map_err(ReplicationError::from)? else {
+                    return Ok(None);
+                };
+                self.item(item, store, handler)
+            }
+            StreamEvent::Keepalive { wal_end } => {
+                // Idle between transactions: everything the server sent up to wal_end is
+                // handled, so confirm it and let the server recycle WAL (also other databases').
+                if self.decoder.transaction().is_some() || wal_end <= self.checkpoint.lsn {
+                    return Ok(None);
+                }
+                self.checkpoint.lsn = wal_end;
+                store.commit(&self.checkpoint, &[])?;
+                Ok(Some(wal_end))
+            }
+        }
+    }
+
+    fn item(
+        &mut self,
+        item: Item,
+        store: &Store,
+        handler: &mut dyn Handler,
+    ) -> Result<Option<Lsn>, Error> {
+        match &item {
+            Item::Begin {
+                xid,
+                final_lsn,
+                commit_time,
+            } => {
+                self.open = Some(Transaction {
+                    xid: *xid,
+                    final_lsn: *final_lsn,
+                    commit_time: *commit_time,
+                });
+                // A commit record lies wholly below or above the checkpoint (which is always a
+                // record boundary), so comparing its start decides.
+                self.skipping = *final_lsn < self.checkpoint.lsn;
+                if self.skipping {
+                    debug!(commit_lsn = %final_lsn, checkpoint = %self.checkpoint.lsn,
+                        "skipping a transaction already stored");
+                }
+                Ok(None)
+            }
+            Item::Relation(_) => Ok(None),
+            Item::Message {
+                transactional: false,
+                ..
+            } if self.open.is_none() => Ok(None),
+            Item::Commit {
+                commit_lsn,
+                end_lsn,
+                ..
+            } => {
+                let open = self.open.take();
+                if std::mem::take(&mut self.skipping) || *end_lsn <= self.checkpoint.lsn {
+                    return Ok(None);
+                }
+                let Some(txn) = open else {
+                    return Ok(None);
+                };
+                let values = handler.commit(&txn, *end_lsn)?;
+                let records: Vec<Record> = values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(ordinal, value)| Record {
+                        commit_lsn: *commit_lsn,
+                        ordinal: ordinal as u32,
+                        value,
+                    })
+                    .collect();
+                self.checkpoint.lsn = *end_lsn;
+                store.commit(&self.checkpoint, &records)?;
+                Ok(Some(*end_lsn))
+            }
+            _ => {
+                if self.skipping {
+                    return Ok(None);
+                }
+                let Some(txn) = self.open else {
+                    return Ok(None);
+                };
+                handler.item(&txn, &item)?;
+                Ok(None)
+            }
+        }
+    }
+}
