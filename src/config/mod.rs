@@ -11,6 +11,7 @@ mod duration;
 mod env;
 mod error;
 mod keypath;
+mod overrides;
 mod raw;
 mod rules;
 mod secret;
