@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::lsn::Lsn;
-use crate::pg::admin::TableName;
+use crate::config::TableName;
 use crate::pg::dsn::ConnectParams;
 use crate::pgoutput::{Item, Transaction};
 use crate::store::Store;

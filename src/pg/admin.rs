@@ -2,6 +2,7 @@
 //!
 //! Uses the same connection string as the replication connection, without `replication=database`.
 
+use crate::config::TableName;
 use crate::lsn::Lsn;
 use crate::pg::dsn::ConnectParams;
 use crate::pg::replication::quote_ident;
@@ -50,32 +51,6 @@ impl AdminError {
                 .and_then(|db| db.hint().map(str::to_string)),
             AdminError::Unreadable { .. } => None,
         }
-    }
-}
-
-/// A schema-qualified table name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TableName {
-    pub schema: String,
-    pub name: String,
-}
-
-impl TableName {
-    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> TableName {
-        TableName {
-            schema: schema.into(),
-            name: name.into(),
-        }
-    }
-
-    pub fn quoted(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
-    }
-}
-
-impl std::fmt::Display for TableName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
     }
 }
 
@@ -159,7 +134,12 @@ impl Admin {
             .await
             .map_err(AdminError::Query)?;
         rows.iter()
-            .map(|r| Ok(TableName::new(get(r, 0)?, get::<String>(r, 1)?)))
+            .map(|r| {
+                Ok(TableName {
+                    schema: get(r, 0)?,
+                    name: get(r, 1)?,
+                })
+            })
             .collect()
     }
 
@@ -170,7 +150,7 @@ impl Admin {
         tables: &[TableName],
     ) -> Result<Vec<String>, AdminError> {
         if !self.publication_exists(name).await? {
-            let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
+            let list: Vec<String> = tables.iter().map(quoted_table).collect();
             return Ok(vec![format!(
                 "CREATE PUBLICATION {} FOR TABLE {}",
                 quote_ident(name),
@@ -181,7 +161,7 @@ impl Admin {
         let missing: Vec<String> = tables
             .iter()
             .filter(|t| !covered.contains(t))
-            .map(TableName::quoted)
+            .map(quoted_table)
             .collect();
         if missing.is_empty() {
             return Ok(vec![]);
@@ -310,4 +290,9 @@ fn parse_lsn(what: &'static str, text: &str) -> Result<Lsn, AdminError> {
         what,
         value: text.to_string(),
     })
+}
+
+/// `"schema"."table"`, safe to put in SQL.
+pub fn quoted_table(table: &TableName) -> String {
+    format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.name))
 }
