@@ -26,8 +26,11 @@ pub struct Transaction {
 pub enum Item {
     /// A transaction starts; `final_lsn` is its commit LSN.
     Begin {
+        /// Transaction id.
         xid: u32,
+        /// The commit LSN the matching Commit carries.
         final_lsn: Lsn,
+        /// Commit time, PostgreSQL microseconds.
         commit_time: i64,
     },
     /// A relation was (re)described; later changes to it use this description.
@@ -36,21 +39,31 @@ pub enum Item {
     Change(RowChange),
     /// Relations were truncated, inside the open transaction.
     Truncate {
+        /// The relations truncated, as currently described.
         relations: Vec<Arc<Relation>>,
+        /// `CASCADE` was given.
         cascade: bool,
+        /// `RESTART IDENTITY` was given.
         restart_identity: bool,
     },
     /// A logical decoding message; a non-transactional one may come outside any transaction.
     Message {
+        /// Emitted as part of the transaction.
         transactional: bool,
+        /// The message's LSN.
         lsn: Lsn,
+        /// The emitter's prefix.
         prefix: String,
+        /// Arbitrary bytes.
         content: Vec<u8>,
     },
     /// The open transaction committed; confirm `end_lsn` once it is durable.
     Commit {
+        /// The commit record's LSN (the Begin's `final_lsn`).
         commit_lsn: Lsn,
+        /// Just past the commit record: what to report as flushed once durable.
         end_lsn: Lsn,
+        /// Commit time, PostgreSQL microseconds.
         commit_time: i64,
     },
 }

@@ -1,5 +1,5 @@
 //! Pure decoding of PostgreSQL logical replication: the walsender's CopyData envelope
-//! ([`envelope`]), pgoutput protocol version 1 messages ([`message`], [`tuple`]), and a stateful
+//! ([`envelope`]), pgoutput protocol version 1 messages ([`message`], [`mod@tuple`]), and a stateful
 //! [`Decoder`] that attaches relation metadata to row changes and checks transaction framing.
 //!
 //! Nothing here does I/O: bytes go in, values or a [`DecodeError`] come out, and no input can make

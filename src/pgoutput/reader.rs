@@ -37,19 +37,19 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn bytes(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        let available = self.remaining();
-        if n > available {
-            return Err(DecodeError::Truncated {
+        let taken = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.buf.get(self.pos..end))
+            .ok_or(DecodeError::Truncated {
                 message: self.message,
                 field,
                 offset: self.pos,
                 needed: n,
-                available,
-            });
-        }
-        let start = self.pos;
+                available: self.remaining(),
+            })?;
         self.pos += n;
-        Ok(&self.buf[start..self.pos])
+        Ok(taken)
     }
 
     fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
