@@ -153,3 +153,22 @@ mod tests {
         assert_eq!(on_path(Some(path)).unwrap(), real.canonicalize().unwrap());
     }
 }
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_say_how_to_install_them() {
+        let e = EphemeralError::BinariesNotFound {
+            searched: "PG_BIN is unset".into(),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("apt-get update && apt-get install -y postgresql"),
+            "{msg}"
+        );
+        assert!(msg.contains("set PG_BIN"), "{msg}");
+        assert!(msg.contains("PG_BIN is unset"), "{msg}");
+    }
+}

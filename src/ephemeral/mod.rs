@@ -196,7 +196,7 @@ impl Cluster {
     }
 
     /// Runs SQL as the superuser in database `postgres`; returns psql's unaligned, tuples-only
-    /// output (`|` between columns).
+    /// output (`|` between columns). Several statements in one call run as one transaction.
     pub fn psql(&self, sql: &str) -> Result<String, EphemeralError> {
         self.psql_db("postgres", sql)
     }
