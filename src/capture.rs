@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::lsn::Lsn;
 use crate::config::TableName;
+use crate::lsn::Lsn;
 use crate::pg::dsn::ConnectParams;
 use crate::pgoutput::{Item, Transaction};
 use crate::store::Store;
@@ -40,7 +40,12 @@ pub struct CaptureSettings {
 }
 
 impl CaptureSettings {
-    pub fn new(params: ConnectParams, slot: &str, publication: &str, tables: Vec<TableName>) -> Self {
+    pub fn new(
+        params: ConnectParams,
+        slot: &str,
+        publication: &str,
+        tables: Vec<TableName>,
+    ) -> Self {
         CaptureSettings {
             params,
             slot: slot.to_string(),
@@ -87,4 +92,10 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     session::supervise(settings, store, handler, progress, &mut shutdown).await
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone, which means no one can stop us
+/// gracefully any more: treat it as a stop).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }

@@ -28,7 +28,10 @@ const TABLES: &[&str] = &[
     "event_attendances",
 ];
 
-pub async fn run(duration: Option<Duration>, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+pub async fn run(
+    duration: Option<Duration>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
     println!("Starting a throwaway PostgreSQL cluster…");
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(ClusterOptions::default()))
         .await
@@ -38,40 +41,43 @@ pub async fn run(duration: Option<Duration>, mut shutdown: watch::Receiver<bool>
         setup.push_str(&format!("ALTER TABLE {table} REPLICA IDENTITY FULL;\n"));
     }
     cluster.psql(&setup)?;
-    println!("PostgreSQL {} on port {}, reference Fuse schema loaded.", cluster.bin_dir().display(), cluster.port());
+    println!(
+        "PostgreSQL {} on port {}, reference Fuse schema loaded.",
+        cluster.bin_dir().display(),
+        cluster.port()
+    );
 
     let params = ConnectParams::parse(&cluster.superuser_url())?;
-    let state = tempfile::tempdir().map_err(|e| Error::io("creating the demo state directory", e))?;
+    let state =
+        tempfile::tempdir().map_err(|e| Error::io("creating the demo state directory", e))?;
     let store = Store::open(state.path())?;
     let tables = TABLES.iter().map(|t| TableName::public(t)).collect();
-    let settings = CaptureSettings::new(params.clone(), "fuse_cdc_bridge", "fuse_cdc_bridge", tables);
+    let settings =
+        CaptureSettings::new(params.clone(), "fuse_cdc_bridge", "fuse_cdc_bridge", tables);
 
-    let (progress_tx, mut progress_rx) = watch::channel(Progress::default());
+    let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let generator = tokio::spawn(generate_activity(params, stop_rx.clone()));
+    // Ctrl-C or the end of --duration stops the generator and capture alike.
+    tokio::spawn(async move {
+        let deadline = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = deadline => {}
+            _ = crate::capture::stopped(&mut shutdown) => {}
+        }
+        let _ = stop_tx.send(true);
+    });
     let mut printer = Printer::default();
     let started = Instant::now();
-    let capture = capture::run(&settings, &store, &mut printer, &progress_tx, stop_rx);
-    tokio::pin!(capture);
-    let deadline = async {
-        match duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(deadline);
     println!("Generating Fuse activity; each committed change is shown as the bridge captures it.");
     println!("Press Ctrl-C to stop.\n");
-    let result = loop {
-        tokio::select! {
-            result = &mut capture => break result,
-            _ = &mut deadline => { let _ = stop_tx.send(true); }
-            _ = shutdown.wait_for(|s| *s) => { let _ = stop_tx.send(true); }
-            _ = progress_rx.changed() => {}
-        }
-    };
-    let _ = stop_tx.send(true);
-    let _ = generator.await;
+    let result = capture::run(&settings, &store, &mut printer, &progress_tx, stop_rx).await;
+    generator.abort();
     printer.summary(started.elapsed(), progress_rx.borrow().flushed);
     info!("removing the demo cluster");
     drop(cluster);
@@ -97,7 +103,17 @@ impl Handler for Printer {
         let fields: Vec<String> = row
             .map(|r| {
                 r.iter()
-                    .filter(|(name, _)| !matches!(*name, "created_at" | "updated_at" | "description" | "suspend_data" | "bio" | "avatar_url"))
+                    .filter(|(name, _)| {
+                        !matches!(
+                            *name,
+                            "created_at"
+                                | "updated_at"
+                                | "description"
+                                | "suspend_data"
+                                | "bio"
+                                | "avatar_url"
+                        )
+                    })
                     .take(6)
                     .map(|(name, v)| format!("{name}={}", show(v)))
                     .collect()
@@ -125,7 +141,10 @@ impl Handler for Printer {
 
 impl Printer {
     fn summary(&self, elapsed: Duration, confirmed: Lsn) {
-        println!("\nSummary after {:.1} s (slot confirmed up to {confirmed}):", elapsed.as_secs_f64());
+        println!(
+            "\nSummary after {:.1} s (slot confirmed up to {confirmed}):",
+            elapsed.as_secs_f64()
+        );
         for (what, n) in &self.counts {
             println!("  {n:>6}  {what}");
         }
@@ -134,7 +153,10 @@ impl Printer {
 
 /// Sign-ups, profile edits, sign-ins, plans, enrolments and completions, SCORM attempts and
 /// attendance, a few per second.
-async fn generate_activity(params: ConnectParams, mut stop: watch::Receiver<bool>) -> Result<(), Error> {
+async fn generate_activity(
+    params: ConnectParams,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Error> {
     let admin = Admin::connect(&params).await?;
     let db = admin.client();
     let steps: &[&str] = &[
@@ -166,7 +188,7 @@ async fn generate_activity(params: ConnectParams, mut stop: watch::Receiver<bool
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = crate::capture::stopped(&mut stop) => return Ok(()),
         }
         let sql = steps[i % steps.len()];
         db.batch_execute(sql)

@@ -36,7 +36,10 @@ pub enum Error {
     },
     /// A problem found by our own checks, with the fix.
     #[error("{message}")]
-    Definite { message: String, hint: Option<String> },
+    Definite {
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl Error {

@@ -13,7 +13,11 @@ use fuse_cdc_bridge::pg::dsn::ConnectParams;
 use fuse_cdc_bridge::{demo, tail, Error};
 
 #[derive(Parser)]
-#[command(name = "fuse-cdc-bridge", version, about = "Fuse webhooks from PostgreSQL logical replication")]
+#[command(
+    name = "fuse-cdc-bridge",
+    version,
+    about = "Fuse webhooks from PostgreSQL logical replication"
+)]
 struct Cli {
     /// Log format on stderr. Filter with RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -54,7 +58,10 @@ fn parse_duration_arg(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

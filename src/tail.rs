@@ -41,11 +41,21 @@ pub async fn run(
     drop(admin);
 
     let mut session = ReplicationSession::connect(&settings.params, "fuse-cdc-bridge tail").await?;
-    let slot = format!("fuse_cdc_tail_{}_{:08x}", std::process::id(), rand::random::<u32>());
+    let slot = format!(
+        "fuse_cdc_tail_{}_{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
     let start = session.create_temporary_slot(&slot).await?;
     let (flushed_tx, flushed_rx) = watch::channel(start);
     let mut stream = session
-        .start(&slot, start, &settings.publication, settings.status_interval, flushed_rx)
+        .start(
+            &slot,
+            start,
+            &settings.publication,
+            settings.status_interval,
+            flushed_rx,
+        )
         .await?;
     info!(slot = %slot, from = %start, "tailing (temporary slot)");
 
@@ -54,7 +64,7 @@ pub async fn run(
     loop {
         let event = tokio::select! {
             event = stream.next() => event?,
-            _ = shutdown.wait_for(|stop| *stop) => {
+            _ = crate::capture::stopped(&mut shutdown) => {
                 let _ = stream.close().await;
                 return Ok(());
             }

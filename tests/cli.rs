@@ -58,12 +58,22 @@ fn tail_prints_json_lines_on_stdout_and_exits_cleanly_on_sigterm() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // Wait for tail's temporary slot, then change data.
     let start = std::time::Instant::now();
-    while c.psql("SELECT count(*) FROM pg_replication_slots").unwrap().trim() != "1" {
-        assert!(start.elapsed() < Duration::from_secs(20), "tail never created its slot");
+    while c
+        .psql("SELECT count(*) FROM pg_replication_slots")
+        .unwrap()
+        .trim()
+        != "1"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "tail never created its slot"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    c.psql("INSERT INTO users VALUES (7, 'ada@example.com', 'Ada')").unwrap();
-    c.psql("UPDATE users SET first_name = 'Ada L.' WHERE id = 7").unwrap();
+    c.psql("INSERT INTO users VALUES (7, 'ada@example.com', 'Ada')")
+        .unwrap();
+    c.psql("UPDATE users SET first_name = 'Ada L.' WHERE id = 7")
+        .unwrap();
     let first: Json = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     let second: Json = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(first["op"], "insert");
@@ -79,14 +89,30 @@ fn tail_prints_json_lines_on_stdout_and_exits_cleanly_on_sigterm() {
     sigterm(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "tail exited with {status}");
-    assert!(lines.next().is_none(), "stdout carries nothing but change lines");
+    assert!(
+        lines.next().is_none(),
+        "stdout carries nothing but change lines"
+    );
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(stderr.contains("tailing"), "logs go to stderr: {stderr}");
     // The bridge's own slot was never created, and tail's temporary one is gone.
     let start = std::time::Instant::now();
-    while c.psql("SELECT count(*) FROM pg_replication_slots").unwrap().trim() != "0" {
-        assert!(start.elapsed() < Duration::from_secs(10), "temporary slot outlived tail");
+    while c
+        .psql("SELECT count(*) FROM pg_replication_slots")
+        .unwrap()
+        .trim()
+        != "0"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "temporary slot outlived tail"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -96,10 +122,17 @@ fn tail_names_a_missing_publication_and_the_fix() {
     let c = support::cluster();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &c.superuser_url());
-    let out = Command::new(BIN).args(["tail", "--config"]).arg(&config).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["tail", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("publication \"fuse_cdc_bridge\" does not exist"), "{stderr}");
+    assert!(
+        stderr.contains("publication \"fuse_cdc_bridge\" does not exist"),
+        "{stderr}"
+    );
     assert!(stderr.contains("hint: "), "{stderr}");
     assert!(out.stdout.is_empty());
 }
@@ -108,8 +141,16 @@ fn tail_names_a_missing_publication_and_the_fix() {
 fn tail_rejects_a_bad_config_with_its_key_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[postgres]\nurl = \"postgres://x@127.0.0.1/db\"\nslot = 5\n").unwrap();
-    let out = Command::new(BIN).args(["tail", "--config"]).arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        "[postgres]\nurl = \"postgres://x@127.0.0.1/db\"\nslot = 5\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["tail", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("postgres.slot"), "{stderr}");
@@ -123,9 +164,22 @@ fn demo_runs_for_its_duration_and_cleans_up() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    for table in ["users", "learning_plans", "learning_plan_enrollments", "scorm_attempts", "event_attendances"] {
-        assert!(stdout.contains(&format!("insert {table}")), "no insert into {table} shown:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for table in [
+        "users",
+        "learning_plans",
+        "learning_plan_enrollments",
+        "scorm_attempts",
+        "event_attendances",
+    ] {
+        assert!(
+            stdout.contains(&format!("insert {table}")),
+            "no insert into {table} shown:\n{stdout}"
+        );
     }
     assert!(stdout.contains("Summary after"), "{stdout}");
 }

@@ -72,7 +72,7 @@ pub(super) async fn supervise(
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            _ = crate::capture::stopped(shutdown) => return Ok(()),
         }
         delay = (delay * 2).min(settings.backoff.max);
     }
@@ -94,7 +94,8 @@ async fn session(
     {
         info!(statement = %sql, "created the publication");
     }
-    let mut repl = ReplicationSession::connect(&settings.params, &settings.application_name).await?;
+    let mut repl =
+        ReplicationSession::connect(&settings.params, &settings.application_name).await?;
     let identity = repl.identify_system().await?;
     let (slot, created) = admin.ensure_slot(&settings.slot).await?;
     if created {
@@ -129,7 +130,7 @@ async fn session(
     loop {
         let event = tokio::select! {
             event = stream.next() => event?,
-            _ = shutdown.wait_for(|stop| *stop) => {
+            _ = crate::capture::stopped(shutdown) => {
                 let durable = flusher.drain(store).await?;
                 stream.set_flushed(durable);
                 progress.send_modify(|p| p.flushed = durable);
@@ -174,14 +175,16 @@ fn resolve_checkpoint(
     };
     let stored = store.checkpoint()?;
     let checkpoint = match stored {
-        Some(cp) if !created => match cp.check_applies(&identity.system_id, &slot.name, confirmed) {
-            Ok(()) => return Ok(cp),
-            Err(mismatch) => {
-                warn!(reason = %mismatch, slot = %slot.name, from = %confirmed,
+        Some(cp) if !created => {
+            match cp.check_applies(&identity.system_id, &slot.name, confirmed) {
+                Ok(()) => return Ok(cp),
+                Err(mismatch) => {
+                    warn!(reason = %mismatch, slot = %slot.name, from = %confirmed,
                     "the stored checkpoint does not belong to this slot; starting from the slot's position");
-                bind()
+                    bind()
+                }
             }
-        },
+        }
         Some(cp) => {
             warn!(slot = %slot.name, old = %cp.lsn, from = %confirmed,
                 "the replication slot was created anew; the old checkpoint no longer applies");

@@ -77,7 +77,7 @@ pub struct Admin {
 
 impl Admin {
     pub async fn connect(params: &ConnectParams) -> Result<Admin, AdminError> {
-        let client = crate::pg::tls::connect_sql(params).await?;
+        let client = crate::pg::wire::connect_sql(params).await?;
         Ok(Admin { client })
     }
 
@@ -86,7 +86,11 @@ impl Admin {
     }
 
     async fn scalar(&self, sql: &str) -> Result<String, AdminError> {
-        let row = self.client.query_one(sql, &[]).await.map_err(AdminError::Query)?;
+        let row = self
+            .client
+            .query_one(sql, &[])
+            .await
+            .map_err(AdminError::Query)?;
         row.try_get::<_, String>(0).map_err(AdminError::Query)
     }
 
@@ -181,7 +185,10 @@ impl Admin {
     ) -> Result<Vec<String>, AdminError> {
         let fixes = self.publication_fixes(name, tables).await?;
         for sql in &fixes {
-            self.client.batch_execute(sql).await.map_err(AdminError::Query)?;
+            self.client
+                .batch_execute(sql)
+                .await
+                .map_err(AdminError::Query)?;
         }
         Ok(fixes)
     }
@@ -242,10 +249,13 @@ impl Admin {
             }
             None => self.create_slot(name).await.map(|_| true)?,
         };
-        let slot = self.slot(name).await?.ok_or_else(|| AdminError::Unreadable {
-            what: "slot just created",
-            value: name.to_string(),
-        })?;
+        let slot = self
+            .slot(name)
+            .await?
+            .ok_or_else(|| AdminError::Unreadable {
+                what: "slot just created",
+                value: name.to_string(),
+            })?;
         Ok((slot, created))
     }
 
@@ -294,5 +304,9 @@ fn parse_lsn(what: &'static str, text: &str) -> Result<Lsn, AdminError> {
 
 /// `"schema"."table"`, safe to put in SQL.
 pub fn quoted_table(table: &TableName) -> String {
-    format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.name))
+    format!(
+        "{}.{}",
+        quote_ident(&table.schema),
+        quote_ident(&table.name)
+    )
 }

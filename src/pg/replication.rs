@@ -34,7 +34,10 @@ pub enum ReplicationError {
     #[error("the replication stream sent bytes we cannot decode: {0}")]
     Decode(#[from] DecodeError),
     #[error("unexpected reply to {command}: {detail}")]
-    UnexpectedReply { command: &'static str, detail: String },
+    UnexpectedReply {
+        command: &'static str,
+        detail: String,
+    },
     #[error("the server ended the replication stream")]
     StreamEnded,
 }
@@ -196,7 +199,11 @@ impl ReplicationSession {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
     /// A pgoutput message starting at `wal_start`.
-    Data { wal_start: Lsn, wal_end: Lsn, data: Bytes },
+    Data {
+        wal_start: Lsn,
+        wal_end: Lsn,
+        data: Bytes,
+    },
     /// The server has sent everything up to `wal_end`.
     Keepalive { wal_end: Lsn },
 }

@@ -28,11 +28,21 @@ pub struct Checkpoint {
 /// Why a stored checkpoint does not apply to the slot found on the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mismatch {
-    OtherSystem { stored: String, found: String },
-    OtherSlot { stored: String, found: String },
+    OtherSystem {
+        stored: String,
+        found: String,
+    },
+    OtherSlot {
+        stored: String,
+        found: String,
+    },
     /// The slot's confirmed position is beyond anything we stored, or before the point where we
     /// bound: only a different slot (or another consumer) can have done that.
-    Moved { slot_confirmed: Lsn, checkpoint: Lsn, bound_at: Lsn },
+    Moved {
+        slot_confirmed: Lsn,
+        checkpoint: Lsn,
+        bound_at: Lsn,
+    },
 }
 
 impl std::fmt::Display for Mismatch {

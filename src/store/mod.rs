@@ -31,7 +31,9 @@ pub enum StoreError {
          stop the other fuse-cdc-bridge using it, or give this one its own [state].dir"
     )]
     Locked { dir: PathBuf },
-    #[error("cannot create the state directory {dir}: {source}; check [state].dir and its permissions")]
+    #[error(
+        "cannot create the state directory {dir}: {source}; check [state].dir and its permissions"
+    )]
     CreateDir {
         dir: PathBuf,
         #[source]
@@ -123,7 +125,10 @@ impl Store {
     pub fn commit(&self, checkpoint: &Checkpoint, records: &[Record]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for record in records {
-            batch.insert(record_key(record.commit_lsn, record.ordinal).as_slice(), record.value.as_slice());
+            batch.insert(
+                record_key(record.commit_lsn, record.ordinal).as_slice(),
+                record.value.as_slice(),
+            );
         }
         batch.insert(CHECKPOINT_KEY, checkpoint_bytes(checkpoint)?);
         self.db.apply_batch(batch).map_err(StoreError::Write)
@@ -186,7 +191,11 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
         source,
     };
     if !dir.exists() {
-        DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
         // The builder's mode is filtered by the umask; make sure the result is private.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     }

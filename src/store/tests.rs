@@ -15,10 +15,21 @@ async fn commit_is_atomic_and_survives_reopen() {
     {
         let store = Store::open(&state).unwrap();
         assert_eq!(store.checkpoint().unwrap(), None);
-        let cp = Checkpoint { binding: binding(), lsn: Lsn(500) };
+        let cp = Checkpoint {
+            binding: binding(),
+            lsn: Lsn(500),
+        };
         let records = vec![
-            Record { commit_lsn: Lsn(400), ordinal: 1, value: b"b".to_vec() },
-            Record { commit_lsn: Lsn(400), ordinal: 0, value: b"a".to_vec() },
+            Record {
+                commit_lsn: Lsn(400),
+                ordinal: 1,
+                value: b"b".to_vec(),
+            },
+            Record {
+                commit_lsn: Lsn(400),
+                ordinal: 0,
+                value: b"a".to_vec(),
+            },
         ];
         store.commit(&cp, &records).unwrap();
         store.flush().await.unwrap();
@@ -27,18 +38,34 @@ async fn commit_is_atomic_and_survives_reopen() {
     assert_eq!(store.checkpoint().unwrap().unwrap().lsn, Lsn(500));
     let got: Vec<Record> = store.records().collect::<Result<_, _>>().unwrap();
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].ordinal, got[0].value.as_slice()), (0, b"a".as_slice()));
-    assert_eq!((got[1].ordinal, got[1].value.as_slice()), (1, b"b".as_slice()));
+    assert_eq!(
+        (got[0].ordinal, got[0].value.as_slice()),
+        (0, b"a".as_slice())
+    );
+    assert_eq!(
+        (got[1].ordinal, got[1].value.as_slice()),
+        (1, b"b".as_slice())
+    );
 }
 
 #[test]
 fn records_sort_in_commit_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let cp = Checkpoint { binding: binding(), lsn: Lsn(u64::MAX) };
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(u64::MAX),
+    };
     for lsn in [0x1_0000_0000u64, 0xFF, 0x1_0000] {
         store
-            .commit(&cp, &[Record { commit_lsn: Lsn(lsn), ordinal: 0, value: vec![] }])
+            .commit(
+                &cp,
+                &[Record {
+                    commit_lsn: Lsn(lsn),
+                    ordinal: 0,
+                    value: vec![],
+                }],
+            )
             .unwrap();
     }
     let lsns: Vec<u64> = store.records().map(|r| r.unwrap().commit_lsn.0).collect();
@@ -62,14 +89,26 @@ fn second_open_reports_lock_with_hint() {
     // goes through a different file description, so it is refused like another process would be.
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
-    assert!(err.to_string().contains("in use by another process"), "{err}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
 }
 
 #[test]
 fn checkpoint_applies_only_to_its_own_slot() {
-    let cp = Checkpoint { binding: binding(), lsn: Lsn(500) };
-    assert_eq!(cp.check_applies("7312", "fuse_cdc_bridge", Lsn(300)), Ok(()));
-    assert_eq!(cp.check_applies("7312", "fuse_cdc_bridge", Lsn(500)), Ok(()));
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(500),
+    };
+    assert_eq!(
+        cp.check_applies("7312", "fuse_cdc_bridge", Lsn(300)),
+        Ok(())
+    );
+    assert_eq!(
+        cp.check_applies("7312", "fuse_cdc_bridge", Lsn(500)),
+        Ok(())
+    );
     assert!(matches!(
         cp.check_applies("9999", "fuse_cdc_bridge", Lsn(300)),
         Err(Mismatch::OtherSystem { .. })

@@ -152,6 +152,10 @@ impl Connection {
         match self.read_message().await? {
             Backend::CopyData(b) => Ok(CopyEvent::Data(b)),
             Backend::CopyDone => Ok(CopyEvent::Done),
+            // A walsender that shuts down may end the command without a CopyDone of its own
+            // first: that is still an orderly end of the stream, not a protocol violation.
+            Backend::Other(Message::CommandComplete(_))
+            | Backend::Other(Message::ReadyForQuery(_)) => Ok(CopyEvent::Done),
             Backend::Error(e) => Err(WireError::Server(Box::new(e))),
             other => Err(self.unexpected(&other)),
         }
