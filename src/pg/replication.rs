@@ -67,11 +67,11 @@ impl ReplicationError {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            ReplicationError::Wire(e) => e.hint(),
             _ if self.is_slot_in_use() => Some(
                 "another consumer is reading this slot; stop it, or give this bridge its own [postgres].slot"
                     .into(),
             ),
+            ReplicationError::Wire(e) => e.hint(),
             _ => None,
         }
     }
