@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-
+use crate::pg::dsn::encode_component as enc;
 pub use bin::find_bin_dir;
 use bin::RunAs;
 
@@ -436,15 +435,4 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), EphemeralError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(io(format!("chmod {}", path.display())))
-}
-
-/// Userinfo and path segments: everything but unreserved characters is escaped.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-fn enc(s: &str) -> String {
-    utf8_percent_encode(s, COMPONENT).to_string()
 }

@@ -156,23 +156,23 @@ impl ConnectParams {
 
     /// The URL with the password replaced by `***`, safe for logs.
     pub fn redacted_url(&self) -> String {
-        let mut url = format!("postgres://{}", enc(&self.user));
+        let mut url = format!("postgres://{}", encode_component(&self.user));
         if self.password.is_some() {
             url.push_str(":***");
         }
         url.push('@');
         url.push_str(&self.addr());
         url.push('/');
-        url.push_str(&enc(&self.dbname));
+        url.push_str(&encode_component(&self.dbname));
         url.push_str("?sslmode=");
         url.push_str(self.sslmode.as_str());
         if let Some(p) = &self.sslrootcert {
             url.push_str("&sslrootcert=");
-            url.push_str(&enc(&p.to_string_lossy()));
+            url.push_str(&encode_component(&p.to_string_lossy()));
         }
         if let Some(a) = &self.application_name {
             url.push_str("&application_name=");
-            url.push_str(&enc(a));
+            url.push_str(&encode_component(a));
         }
         if let Some(t) = self.connect_timeout {
             url.push_str(&format!("&connect_timeout={}", t.as_secs()));
@@ -416,7 +416,8 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-fn enc(s: &str) -> String {
+/// Percent-encodes a URL userinfo or path component.
+pub fn encode_component(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
 }
 
