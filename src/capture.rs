@@ -62,7 +62,9 @@ impl CaptureSettings {
 /// What to do with the stream's transactions. Calls arrive in commit order; a transaction's
 /// items come between its `Begin` and `commit`.
 pub trait Handler: Send {
-    /// An item inside `txn`: a row change, a truncate or a transactional message.
+    /// An item inside `txn`: a relation (re)description, which precedes the first change to a
+    /// table in a session and follows a schema change; a row change; a truncate; or a
+    /// transactional message. An error here stops capture before `txn` is confirmed.
     fn item(&mut self, txn: &Transaction, item: &Item) -> Result<(), Error>;
     /// `txn` committed at `end_lsn`: return its records (stored atomically with the checkpoint,
     /// keyed by commit LSN and ordinal in the order returned).

@@ -16,6 +16,7 @@
 //! - [`tail`]: the `tail` command's JSON lines.
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
 //! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
+//! - [`event`]: events and their stable ids.
 //! - [`error`]: the top-level error, which knows whether it is transient or definite.
 //! - [`lsn`]: the `Lsn` type.
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod demo;
 pub mod ephemeral;
 pub mod error;
+pub mod event;
 pub mod lsn;
 pub mod pg;
 pub mod pgoutput;

@@ -262,7 +262,6 @@ impl StreamState {
                 }
                 Ok(None)
             }
-            Item::Relation(_) => Ok(None),
             Item::Message {
                 transactional: false,
                 ..
