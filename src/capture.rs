@@ -17,7 +17,7 @@ use crate::config::TableName;
 use crate::lsn::Lsn;
 use crate::pg::dsn::ConnectParams;
 use crate::pgoutput::{Item, Transaction};
-use crate::store::Store;
+use crate::store::{Outgoing, Store};
 use crate::Error;
 
 pub use session::Backoff;
@@ -66,9 +66,9 @@ pub trait Handler: Send {
     /// table in a session and follows a schema change; a row change; a truncate; or a
     /// transactional message. An error here stops capture before `txn` is confirmed.
     fn item(&mut self, txn: &Transaction, item: &Item) -> Result<(), Error>;
-    /// `txn` committed at `end_lsn`: return its records (stored atomically with the checkpoint,
-    /// keyed by commit LSN and ordinal in the order returned).
-    fn commit(&mut self, txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Vec<u8>>, Error>;
+    /// `txn` committed at `end_lsn`: return what it leaves for delivery, stored atomically with
+    /// the checkpoint; the `n`th gets the event id (commit LSN, `n`).
+    fn commit(&mut self, txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Outgoing>, Error>;
     /// The session ended mid-transaction: forget what `item` gathered since the last commit.
     fn reset(&mut self);
 }

@@ -14,7 +14,7 @@ use crate::lsn::Lsn;
 use crate::pg::admin::Admin;
 use crate::pg::dsn::ConnectParams;
 use crate::pgoutput::{pg_micros_to_system_time, Item, Transaction, Value};
-use crate::store::Store;
+use crate::store::{Outgoing, Store};
 use crate::Error;
 
 /// The reference schema, embedded so the demo runs from any directory.
@@ -132,7 +132,7 @@ impl Handler for Printer {
         Ok(())
     }
 
-    fn commit(&mut self, _txn: &Transaction, _end_lsn: Lsn) -> Result<Vec<Vec<u8>>, Error> {
+    fn commit(&mut self, _txn: &Transaction, _end_lsn: Lsn) -> Result<Vec<Outgoing>, Error> {
         Ok(Vec::new())
     }
 

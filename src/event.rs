@@ -152,6 +152,9 @@ mod tests {
         assert_eq!(e.ordering_key(), "user_id=42");
         assert_eq!(e.missing_param().unwrap().column, "learning_plan_id");
         let text = String::from_utf8(e.to_bytes()).unwrap();
-        assert!(text.contains("\"event_type\":\"learning_plan.completed\""), "{text}");
+        assert!(
+            text.contains("\"event_type\":\"learning_plan.completed\""),
+            "{text}"
+        );
     }
 }

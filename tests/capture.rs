@@ -17,7 +17,7 @@ use fuse_cdc_bridge::config::TableName;
 use fuse_cdc_bridge::ephemeral::{Cluster, StopMode};
 use fuse_cdc_bridge::pg::dsn::ConnectParams;
 use fuse_cdc_bridge::pgoutput::{Item, Transaction};
-use fuse_cdc_bridge::store::Store;
+use fuse_cdc_bridge::store::{Outgoing, Store};
 use fuse_cdc_bridge::{tail, Error, Lsn};
 
 const SCHEMA: &str = "
@@ -228,9 +228,13 @@ impl Handler for Collector {
         Ok(())
     }
 
-    fn commit(&mut self, _txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Vec<u8>>, Error> {
+    fn commit(&mut self, _txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Outgoing>, Error> {
         let ids = std::mem::take(&mut self.pending);
-        let record = serde_json::to_vec(&ids).unwrap();
+        let record = Outgoing {
+            payload: serde_json::to_vec(&ids).unwrap(),
+            key: String::new(),
+            endpoints: vec!["test".to_string()],
+        };
         self.txns.lock().unwrap().push((end_lsn, ids));
         Ok(vec![record])
     }
@@ -240,11 +244,11 @@ impl Handler for Collector {
     }
 }
 
-/// The ids stored in a state directory's records, in commit order.
+/// The ids stored in a state directory's outbox, in commit order.
 fn stored_ids(store: &Store) -> Vec<i64> {
     store
-        .records()
-        .flat_map(|r| serde_json::from_slice::<Vec<i64>>(&r.unwrap().value).unwrap())
+        .pending("test", None)
+        .flat_map(|r| serde_json::from_slice::<Vec<i64>>(&r.unwrap().payload).unwrap())
         .collect()
 }
 
@@ -427,7 +431,7 @@ impl Handler for Printing {
     fn item(&mut self, txn: &Transaction, item: &Item) -> Result<(), Error> {
         self.0.item(txn, item)
     }
-    fn commit(&mut self, txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Vec<u8>>, Error> {
+    fn commit(&mut self, txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Outgoing>, Error> {
         let ids = self.0.pending.clone();
         println!("EMIT {end_lsn} {}", serde_json::to_string(&ids).unwrap());
         self.0.commit(txn, end_lsn)

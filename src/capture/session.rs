@@ -11,7 +11,7 @@ use crate::lsn::Lsn;
 use crate::pg::admin::{Admin, SlotInfo};
 use crate::pg::replication::{ReplicationError, ReplicationSession, StreamEvent, SystemIdentity};
 use crate::pgoutput::{Decoder, Item, Transaction};
-use crate::store::{Checkpoint, Record, SlotBinding, Store};
+use crate::store::{Checkpoint, SlotBinding, Store};
 use crate::Error;
 
 /// Exponential reconnect delays.
@@ -195,7 +195,7 @@ fn resolve_checkpoint(
             bind()
         }
     };
-    store.commit(&checkpoint, &[])?;
+    store.commit(&checkpoint, checkpoint.lsn, &[])?;
     Ok(checkpoint)
 }
 
@@ -230,7 +230,7 @@ impl StreamState {
                     return Ok(None);
                 }
                 self.checkpoint.lsn = wal_end;
-                store.commit(&self.checkpoint, &[])?;
+                store.commit(&self.checkpoint, wal_end, &[])?;
                 Ok(Some(wal_end))
             }
         }
@@ -278,18 +278,9 @@ impl StreamState {
                 let Some(txn) = open else {
                     return Ok(None);
                 };
-                let values = handler.commit(&txn, *end_lsn)?;
-                let records: Vec<Record> = values
-                    .into_iter()
-                    .enumerate()
-                    .map(|(ordinal, value)| Record {
-                        commit_lsn: *commit_lsn,
-                        ordinal: ordinal as u32,
-                        value,
-                    })
-                    .collect();
+                let outgoing = handler.commit(&txn, *end_lsn)?;
                 self.checkpoint.lsn = *end_lsn;
-                store.commit(&self.checkpoint, &records)?;
+                store.commit(&self.checkpoint, *commit_lsn, &outgoing)?;
                 Ok(Some(*end_lsn))
             }
             _ => {

@@ -1,27 +1,26 @@
-//! Durable state in sled: the replication checkpoint and the records each committed transaction
-//! produced, written together in one atomic batch.
+//! Durable state in sled: the replication checkpoint, the outbox of webhooks still owed to each
+//! endpoint, and dead letters.
 //!
-//! This module is the only place that knows key layouts. Everything lives in sled's default tree
-//! so that one `apply_batch` covers a transaction's records and the checkpoint that moves past it:
-//! after a crash either both are there or neither is.
-//!
-//! Keys:
-//! - `meta/checkpoint` → JSON [`Checkpoint`]
-//! - `rec/` + commit LSN (8 bytes, big-endian) + ordinal (4 bytes, big-endian) → record bytes.
-//!   Big-endian keeps sled's byte order equal to commit order.
+//! This module is the only place that knows key layouts (see [`keys`]). Everything lives in
+//! sled's default tree so that one `apply_batch` covers a transaction's outbox entries and the
+//! checkpoint that moves past them: after a crash either both are there or neither is.
 
 mod checkpoint;
+mod keys;
+mod outbox;
 
 pub use checkpoint::{Checkpoint, Mismatch, SlotBinding};
+pub use outbox::{DeadLetter, DeliveryState, OutboxEntry, Outgoing};
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::lsn::Lsn;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
-const CHECKPOINT_KEY: &[u8] = b"meta/checkpoint";
-const RECORD_PREFIX: &[u8] = b"rec/";
+use crate::event::EventId;
+use crate::lsn::Lsn;
 
 /// Errors of the state directory.
 #[derive(Debug, thiserror::Error)]
@@ -59,19 +58,13 @@ impl StoreError {
     }
 }
 
-/// A record produced by a committed transaction, keyed by its position in the WAL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub commit_lsn: Lsn,
-    pub ordinal: u32,
-    pub value: Vec<u8>,
-}
-
 /// The sled database under `[state].dir`.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     dir: PathBuf,
+    /// Outbox entries per endpoint, kept in memory: counting a sled prefix is a full scan.
+    pending: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -97,10 +90,13 @@ impl Store {
                     source,
                 },
             })?;
-        Ok(Store {
+        let store = Store {
             db,
             dir: dir.to_path_buf(),
-        })
+            pending: Arc::default(),
+        };
+        store.count_pending()?;
+        Ok(store)
     }
 
     pub fn dir(&self) -> &Path {
@@ -109,7 +105,7 @@ impl Store {
 
     /// The durable checkpoint, if any transaction (or idle advance) was ever recorded.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let Some(bytes) = self.db.get(CHECKPOINT_KEY).map_err(StoreError::Write)? else {
+        let Some(bytes) = self.db.get(keys::CHECKPOINT).map_err(StoreError::Write)? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)
@@ -120,18 +116,36 @@ impl Store {
             })
     }
 
-    /// Writes a transaction's records and the checkpoint that moves past it as one atomic batch.
-    /// Not durable until [`Store::flush`] returns: callers group many commits per flush.
-    pub fn commit(&self, checkpoint: &Checkpoint, records: &[Record]) -> Result<(), StoreError> {
+    /// Writes a transaction's outbox entries (the `n`th of `outgoing` gets ordinal `n`) and the
+    /// checkpoint that moves past it as one atomic batch. Not durable until [`Store::flush`]
+    /// returns: callers group many commits per flush.
+    pub fn commit(
+        &self,
+        checkpoint: &Checkpoint,
+        commit_lsn: Lsn,
+        outgoing: &[Outgoing],
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for record in records {
-            batch.insert(
-                record_key(record.commit_lsn, record.ordinal).as_slice(),
-                record.value.as_slice(),
-            );
+        let mut added: BTreeMap<&str, u64> = BTreeMap::new();
+        for (ordinal, out) in outgoing.iter().enumerate() {
+            let id = EventId {
+                commit_lsn,
+                ordinal: ordinal as u32,
+            };
+            let value = outbox::entry_value(&DeliveryState::new(&out.key), &out.payload)?;
+            for endpoint in &out.endpoints {
+                batch.insert(keys::outbox(endpoint, id), value.as_slice());
+                *added.entry(endpoint).or_default() += 1;
+            }
         }
-        batch.insert(CHECKPOINT_KEY, checkpoint_bytes(checkpoint)?);
-        self.db.apply_batch(batch).map_err(StoreError::Write)
+        batch.insert(keys::CHECKPOINT, checkpoint_bytes(checkpoint)?);
+        self.db.apply_batch(batch).map_err(StoreError::Write)?;
+        if let Ok(mut pending) = self.pending.lock() {
+            for (endpoint, n) in added {
+                *pending.entry(endpoint.to_string()).or_default() += n;
+            }
+        }
+        Ok(())
     }
 
     /// Makes everything written so far durable (fsync).
@@ -142,24 +156,10 @@ impl Store {
 
     /// Forgets the checkpoint (the slot it belonged to is gone); records stay.
     pub fn clear_checkpoint(&self) -> Result<(), StoreError> {
-        self.db.remove(CHECKPOINT_KEY).map_err(StoreError::Write)?;
+        self.db
+            .remove(keys::CHECKPOINT)
+            .map_err(StoreError::Write)?;
         Ok(())
-    }
-
-    /// All records in commit order.
-    pub fn records(&self) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
-        self.db.scan_prefix(RECORD_PREFIX).map(|item| {
-            let (key, value) = item.map_err(StoreError::Write)?;
-            let (commit_lsn, ordinal) = parse_record_key(&key).ok_or(StoreError::Corrupt {
-                what: "record key",
-                detail: format!("{} bytes", key.len()),
-            })?;
-            Ok(Record {
-                commit_lsn,
-                ordinal,
-                value: value.to_vec(),
-            })
-        })
     }
 }
 
@@ -168,21 +168,6 @@ fn checkpoint_bytes(checkpoint: &Checkpoint) -> Result<Vec<u8>, StoreError> {
         what: "checkpoint",
         detail: e.to_string(),
     })
-}
-
-fn record_key(commit_lsn: Lsn, ordinal: u32) -> Vec<u8> {
-    let mut key = Vec::with_capacity(RECORD_PREFIX.len() + 12);
-    key.extend_from_slice(RECORD_PREFIX);
-    key.extend_from_slice(&commit_lsn.0.to_be_bytes());
-    key.extend_from_slice(&ordinal.to_be_bytes());
-    key
-}
-
-fn parse_record_key(key: &[u8]) -> Option<(Lsn, u32)> {
-    let rest = key.strip_prefix(RECORD_PREFIX)?;
-    let lsn = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
-    let ordinal = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?);
-    (rest.len() == 12).then_some((Lsn(lsn), ordinal))
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {

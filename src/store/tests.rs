@@ -1,4 +1,5 @@
 use super::*;
+use crate::event::EventId;
 
 fn binding() -> SlotBinding {
     SlotBinding {
@@ -8,8 +9,33 @@ fn binding() -> SlotBinding {
     }
 }
 
+fn out(payload: &str, key: &str, endpoints: &[&str]) -> Outgoing {
+    Outgoing {
+        payload: payload.as_bytes().to_vec(),
+        key: key.into(),
+        endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn id(lsn: u64, ordinal: u32) -> EventId {
+    EventId {
+        commit_lsn: Lsn(lsn),
+        ordinal,
+    }
+}
+
+fn payloads(store: &Store, endpoint: &str) -> Vec<(EventId, String)> {
+    store
+        .pending(endpoint, None)
+        .map(|e| {
+            let e = e.unwrap();
+            (e.id, String::from_utf8(e.payload).unwrap())
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn commit_is_atomic_and_survives_reopen() {
+async fn commit_fans_out_atomically_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     {
@@ -19,37 +45,30 @@ async fn commit_is_atomic_and_survives_reopen() {
             binding: binding(),
             lsn: Lsn(500),
         };
-        let records = vec![
-            Record {
-                commit_lsn: Lsn(400),
-                ordinal: 1,
-                value: b"b".to_vec(),
-            },
-            Record {
-                commit_lsn: Lsn(400),
-                ordinal: 0,
-                value: b"a".to_vec(),
-            },
+        let outgoing = vec![
+            out("a", "user_id=1", &["hr", "lms"]),
+            out("b", "user_id=2", &["lms"]),
         ];
-        store.commit(&cp, &records).unwrap();
+        store.commit(&cp, Lsn(400), &outgoing).unwrap();
         store.flush().await.unwrap();
+        assert_eq!(store.pending_total(), 3);
     }
     let store = Store::open(&state).unwrap();
     assert_eq!(store.checkpoint().unwrap().unwrap().lsn, Lsn(500));
-    let got: Vec<Record> = store.records().collect::<Result<_, _>>().unwrap();
-    assert_eq!(got.len(), 2);
+    assert_eq!(payloads(&store, "hr"), vec![(id(400, 0), "a".to_string())]);
     assert_eq!(
-        (got[0].ordinal, got[0].value.as_slice()),
-        (0, b"a".as_slice())
+        payloads(&store, "lms"),
+        vec![(id(400, 0), "a".to_string()), (id(400, 1), "b".to_string())]
     );
-    assert_eq!(
-        (got[1].ordinal, got[1].value.as_slice()),
-        (1, b"b".as_slice())
-    );
+    // Counts are rebuilt from disk on open.
+    let counts: Vec<(String, u64)> = store.pending_counts().into_iter().collect();
+    assert_eq!(counts, vec![("hr".to_string(), 1), ("lms".to_string(), 2)]);
+    let entry = store.outbox_entry("lms", id(400, 1)).unwrap().unwrap();
+    assert_eq!(entry.state, DeliveryState::new("user_id=2"));
 }
 
 #[test]
-fn records_sort_in_commit_order() {
+fn entries_come_back_in_commit_order_and_resume_after_an_id() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let cp = Checkpoint {
@@ -58,18 +77,86 @@ fn records_sort_in_commit_order() {
     };
     for lsn in [0x1_0000_0000u64, 0xFF, 0x1_0000] {
         store
-            .commit(
-                &cp,
-                &[Record {
-                    commit_lsn: Lsn(lsn),
-                    ordinal: 0,
-                    value: vec![],
-                }],
-            )
+            .commit(&cp, Lsn(lsn), &[out("x", "k", &["hr"])])
             .unwrap();
     }
-    let lsns: Vec<u64> = store.records().map(|r| r.unwrap().commit_lsn.0).collect();
+    let lsns: Vec<u64> = payloads(&store, "hr")
+        .iter()
+        .map(|(id, _)| id.commit_lsn.0)
+        .collect();
     assert_eq!(lsns, vec![0xFF, 0x1_0000, 0x1_0000_0000]);
+    let after: Vec<u64> = store
+        .pending("hr", Some(id(0xFF, 0)))
+        .map(|e| e.unwrap().id.commit_lsn.0)
+        .collect();
+    assert_eq!(after, vec![0x1_0000, 0x1_0000_0000]);
+    assert_eq!(store.pending("other", None).count(), 0);
+}
+
+#[test]
+fn delivery_dead_letters_retry_and_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(10),
+    };
+    store
+        .commit(
+            &cp,
+            Lsn(10),
+            &[out("a", "k1", &["hr"]), out("b", "k2", &["hr"])],
+        )
+        .unwrap();
+
+    let mut state = DeliveryState::new("k1");
+    state.attempts = 1;
+    state.last_status = Some(503);
+    store.update_state("hr", id(10, 0), &state, b"a").unwrap();
+    assert_eq!(
+        store.outbox_entry("hr", id(10, 0)).unwrap().unwrap().state,
+        state
+    );
+
+    store.delivered("hr", id(10, 0)).unwrap();
+    store.delivered("hr", id(10, 0)).unwrap(); // twice is harmless
+    assert_eq!(store.pending_total(), 1);
+    // An update of an entry that is gone does not bring it back.
+    store.update_state("hr", id(10, 0), &state, b"a").unwrap();
+    assert!(store.outbox_entry("hr", id(10, 0)).unwrap().is_none());
+
+    let dead = DeadLetter {
+        key: "k2".into(),
+        attempts: 1,
+        first_attempt_at: Some(5),
+        dead_at: 6,
+        last_status: Some(400),
+        reason: "HTTP 400: bad request".into(),
+    };
+    store.dead_letter("hr", id(10, 1), &dead, b"b").unwrap();
+    assert_eq!(store.pending_total(), 0);
+    let letters: Vec<_> = store.dead_letters().map(|d| d.unwrap()).collect();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].endpoint.as_str(), letters[0].id),
+        ("hr", id(10, 1))
+    );
+    assert_eq!(letters[0].state, dead);
+    assert_eq!(letters[0].payload, b"b");
+
+    assert!(store.retry_dead_letter("hr", id(10, 1)).unwrap());
+    assert!(!store.retry_dead_letter("hr", id(10, 1)).unwrap());
+    assert_eq!(payloads(&store, "hr"), vec![(id(10, 1), "b".to_string())]);
+    assert_eq!(
+        store.outbox_entry("hr", id(10, 1)).unwrap().unwrap().state,
+        DeliveryState::new("k2")
+    );
+    assert_eq!(store.dead_letters().count(), 0);
+
+    store.dead_letter("hr", id(10, 1), &dead, b"b").unwrap();
+    assert!(store.purge_dead_letter("hr", id(10, 1)).unwrap());
+    assert_eq!(store.dead_letters().count(), 0);
+    assert_eq!(store.pending_total(), 0);
 }
 
 #[test]

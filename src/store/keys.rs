@@ -1,0 +1,87 @@
+//! Key layouts. Event ids are encoded as commit LSN (8 bytes) then ordinal (4 bytes), both
+//! big-endian, so sled's byte order is commit order. Endpoint names are length-prefixed so one
+//! name can never be a prefix of another's keys.
+//!
+//! - `meta/checkpoint` → JSON checkpoint
+//! - `out/` + len + endpoint + id → delivery state JSON, `\n`, event payload
+//! - `dead/` + len + endpoint + id → dead letter JSON, `\n`, event payload
+
+use crate::event::EventId;
+use crate::lsn::Lsn;
+
+pub const CHECKPOINT: &[u8] = b"meta/checkpoint";
+pub const OUTBOX: &[u8] = b"out/";
+pub const DEAD: &[u8] = b"dead/";
+
+const ID_LEN: usize = 12;
+
+/// The prefix of all of `endpoint`'s keys under `area` (`OUTBOX` or `DEAD`).
+pub fn endpoint_prefix(area: &[u8], endpoint: &str) -> Vec<u8> {
+    let name = endpoint.as_bytes();
+    // Config validation keeps names short; a longer one is cut, never wrapped around.
+    let len = name.len().min(usize::from(u16::MAX));
+    let mut key = Vec::with_capacity(area.len() + 2 + len + ID_LEN);
+    key.extend_from_slice(area);
+    key.extend_from_slice(&(len as u16).to_be_bytes());
+    key.extend_from_slice(&name[..len]);
+    key
+}
+
+pub fn entry(area: &[u8], endpoint: &str, id: EventId) -> Vec<u8> {
+    let mut key = endpoint_prefix(area, endpoint);
+    key.extend_from_slice(&id.commit_lsn.0.to_be_bytes());
+    key.extend_from_slice(&id.ordinal.to_be_bytes());
+    key
+}
+
+pub fn outbox(endpoint: &str, id: EventId) -> Vec<u8> {
+    entry(OUTBOX, endpoint, id)
+}
+
+pub fn dead(endpoint: &str, id: EventId) -> Vec<u8> {
+    entry(DEAD, endpoint, id)
+}
+
+/// Splits an `out/` or `dead/` key into endpoint and id.
+pub fn parse_entry(area: &[u8], key: &[u8]) -> Option<(String, EventId)> {
+    let rest = key.strip_prefix(area)?;
+    let len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));
+    let name = std::str::from_utf8(rest.get(2..2 + len)?).ok()?;
+    let id = rest.get(2 + len..)?;
+    if id.len() != ID_LEN {
+        return None;
+    }
+    let lsn = u64::from_be_bytes(id[..8].try_into().ok()?);
+    let ordinal = u32::from_be_bytes(id[8..].try_into().ok()?);
+    Some((
+        name.to_string(),
+        EventId {
+            commit_lsn: Lsn(lsn),
+            ordinal,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_keys_round_trip_and_sort_by_commit() {
+        let a = EventId {
+            commit_lsn: Lsn(0xFF),
+            ordinal: 2,
+        };
+        let b = EventId {
+            commit_lsn: Lsn(0x1_0000),
+            ordinal: 0,
+        };
+        let ka = outbox("hr", a);
+        let kb = outbox("hr", b);
+        assert!(ka < kb);
+        assert_eq!(parse_entry(OUTBOX, &ka), Some(("hr".to_string(), a)));
+        assert_eq!(parse_entry(DEAD, &ka), None);
+        // "hr" is not a prefix of "hr2"'s keys.
+        assert!(!outbox("hr2", a).starts_with(&endpoint_prefix(OUTBOX, "hr")));
+    }
+}

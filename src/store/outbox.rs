@@ -1,0 +1,267 @@
+//! The outbox: per endpoint, the events still owed to it, with their delivery state; and dead
+//! letters, the events an endpoint refused or that ran out of attempts.
+//!
+//! An entry's value is its state as one JSON line, then the event payload. Delivery removes the
+//! entry; it needs no fsync of its own: if a crash loses the removal the event is sent again with
+//! the same id, which receivers deduplicate.
+
+use serde::{Deserialize, Serialize};
+
+use super::{keys, Store, StoreError};
+use crate::event::EventId;
+
+/// What a committed transaction leaves for delivery: one event for some endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub payload: Vec<u8>,
+    /// Events with the same key reach an endpoint in commit order.
+    pub key: String,
+    pub endpoints: Vec<String>,
+}
+
+/// Where an outbox entry stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryState {
+    pub key: String,
+    pub attempts: u32,
+    /// Unix milliseconds of the first attempt.
+    pub first_attempt_at: Option<u64>,
+    /// Unix milliseconds before which no new attempt is made.
+    pub next_attempt_at: Option<u64>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+impl DeliveryState {
+    pub fn new(key: &str) -> DeliveryState {
+        DeliveryState {
+            key: key.to_string(),
+            ..DeliveryState::default()
+        }
+    }
+}
+
+/// A dead letter: why the event was given up on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub key: String,
+    pub attempts: u32,
+    pub first_attempt_at: Option<u64>,
+    /// Unix milliseconds.
+    pub dead_at: u64,
+    pub last_status: Option<u16>,
+    pub reason: String,
+}
+
+/// An outbox entry or dead letter read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry<S> {
+    pub endpoint: String,
+    pub id: EventId,
+    pub state: S,
+    pub payload: Vec<u8>,
+}
+
+pub(super) fn entry_value<S: Serialize>(state: &S, payload: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut value = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt {
+        what: "outbox state",
+        detail: e.to_string(),
+    })?;
+    // serde_json escapes newlines inside strings, so the first one ends the state.
+    value.push(b'\n');
+    value.extend_from_slice(payload);
+    Ok(value)
+}
+
+fn split_value<S: for<'de> Deserialize<'de>>(value: &[u8]) -> Result<(S, Vec<u8>), StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        what: "outbox entry",
+        detail,
+    };
+    let split = value
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| corrupt("no state line".into()))?;
+    let state = serde_json::from_slice(&value[..split]).map_err(|e| corrupt(e.to_string()))?;
+    Ok((state, value[split + 1..].to_vec()))
+}
+
+fn read<S: for<'de> Deserialize<'de>>(
+    area: &'static [u8],
+    item: sled::Result<(sled::IVec, sled::IVec)>,
+) -> Result<OutboxEntry<S>, StoreError> {
+    let (key, value) = item.map_err(StoreError::Write)?;
+    let (endpoint, id) = keys::parse_entry(area, &key).ok_or_else(|| StoreError::Corrupt {
+        what: "outbox key",
+        detail: format!("{} bytes", key.len()),
+    })?;
+    let (state, payload) = split_value(&value)?;
+    Ok(OutboxEntry {
+        endpoint,
+        id,
+        state,
+        payload,
+    })
+}
+
+impl Store {
+    pub(super) fn count_pending(&self) -> Result<(), StoreError> {
+        let mut counts = std::collections::BTreeMap::new();
+        for item in self.db.scan_prefix(keys::OUTBOX).keys() {
+            let key = item.map_err(StoreError::Write)?;
+            if let Some((endpoint, _)) = keys::parse_entry(keys::OUTBOX, &key) {
+                *counts.entry(endpoint).or_default() += 1;
+            }
+        }
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = counts;
+        }
+        Ok(())
+    }
+
+    fn adjust_pending(&self, endpoint: &str, delta: i64) {
+        if let Ok(mut pending) = self.pending.lock() {
+            let n = pending.entry(endpoint.to_string()).or_default();
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                pending.remove(endpoint);
+            }
+        }
+    }
+
+    /// Outbox entries per endpoint (including endpoints no longer configured).
+    pub fn pending_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.pending.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// All outbox entries, over every endpoint.
+    pub fn pending_total(&self) -> u64 {
+        self.pending.lock().map(|p| p.values().sum()).unwrap_or(0)
+    }
+
+    /// `endpoint`'s outbox entries in commit order, starting after `after`.
+    pub fn pending(
+        &self,
+        endpoint: &str,
+        after: Option<EventId>,
+    ) -> impl Iterator<Item = Result<OutboxEntry<DeliveryState>, StoreError>> + '_ {
+        let prefix = keys::endpoint_prefix(keys::OUTBOX, endpoint);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xFF; 13]);
+        let start = match after {
+            // The key just after `after`'s: its bytes with a trailing zero.
+            Some(id) => {
+                let mut k = keys::outbox(endpoint, id);
+                k.push(0);
+                k
+            }
+            None => prefix,
+        };
+        self.db
+            .range(start..end)
+            .map(|item| read(keys::OUTBOX, item))
+    }
+
+    pub fn outbox_entry(
+        &self,
+        endpoint: &str,
+        id: EventId,
+    ) -> Result<Option<OutboxEntry<DeliveryState>>, StoreError> {
+        let key = keys::outbox(endpoint, id);
+        match self.db.get(&key).map_err(StoreError::Write)? {
+            Some(value) => read(keys::OUTBOX, Ok((key.into(), value))).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The event reached `endpoint`.
+    pub fn delivered(&self, endpoint: &str, id: EventId) -> Result<(), StoreError> {
+        if self
+            .db
+            .remove(keys::outbox(endpoint, id))
+            .map_err(StoreError::Write)?
+            .is_some()
+        {
+            self.adjust_pending(endpoint, -1);
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt that will be retried.
+    pub fn update_state(
+        &self,
+        endpoint: &str,
+        id: EventId,
+        state: &DeliveryState,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        let key = keys::outbox(endpoint, id);
+        // Only an entry still in the outbox is updated: one purged meanwhile stays gone.
+        let value = entry_value(state, payload)?;
+        let Some(current) = self.db.get(&key).map_err(StoreError::Write)? else {
+            return Ok(());
+        };
+        // A concurrent removal wins: the swap then fails, and that is the outcome we want.
+        let _ = self
+            .db
+            .compare_and_swap(&key, Some(current), Some(value))
+            .map_err(StoreError::Write)?;
+        Ok(())
+    }
+
+    /// Moves an outbox entry to dead letters, in one batch.
+    pub fn dead_letter(
+        &self,
+        endpoint: &str,
+        id: EventId,
+        dead: &DeadLetter,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        let out_key = keys::outbox(endpoint, id);
+        let existed = self.db.get(&out_key).map_err(StoreError::Write)?.is_some();
+        let mut batch = sled::Batch::default();
+        batch.remove(out_key);
+        batch.insert(keys::dead(endpoint, id), entry_value(dead, payload)?);
+        self.db.apply_batch(batch).map_err(StoreError::Write)?;
+        if existed {
+            self.adjust_pending(endpoint, -1);
+        }
+        Ok(())
+    }
+
+    /// Every dead letter, by endpoint then commit order.
+    pub fn dead_letters(
+        &self,
+    ) -> impl Iterator<Item = Result<OutboxEntry<DeadLetter>, StoreError>> + '_ {
+        self.db
+            .scan_prefix(keys::DEAD)
+            .map(|item| read(keys::DEAD, item))
+    }
+
+    /// Puts a dead letter back in the outbox with a fresh attempt count; same event id.
+    pub fn retry_dead_letter(&self, endpoint: &str, id: EventId) -> Result<bool, StoreError> {
+        let dead_key = keys::dead(endpoint, id);
+        let Some(value) = self.db.get(&dead_key).map_err(StoreError::Write)? else {
+            return Ok(false);
+        };
+        let (dead, payload): (DeadLetter, Vec<u8>) = split_value(&value)?;
+        let mut batch = sled::Batch::default();
+        batch.remove(dead_key);
+        batch.insert(
+            keys::outbox(endpoint, id),
+            entry_value(&DeliveryState::new(&dead.key), &payload)?,
+        );
+        self.db.apply_batch(batch).map_err(StoreError::Write)?;
+        self.adjust_pending(endpoint, 1);
+        Ok(true)
+    }
+
+    /// Deletes a dead letter for good.
+    pub fn purge_dead_letter(&self, endpoint: &str, id: EventId) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .remove(keys::dead(endpoint, id))
+            .map_err(StoreError::Write)?
+            .is_some())
+    }
+}
