@@ -37,6 +37,8 @@ pub struct CaptureSettings {
     pub flush_interval: Duration,
     /// Reconnect delays after transient errors.
     pub backoff: Backoff,
+    /// Backpressure: reading pauses while the outbox holds this many entries or more.
+    pub max_pending: Option<u64>,
 }
 
 impl CaptureSettings {
@@ -55,6 +57,7 @@ impl CaptureSettings {
             status_interval: Duration::from_secs(1),
             flush_interval: Duration::from_millis(5),
             backoff: Backoff::default(),
+            max_pending: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`app`]: the `run` command: capture, detection, outbox and delivery wired together.
 //! - [`config`]: the TOML file: structs, defaults, `${ENV}` interpolation, validation.
 //! - [`pg`]: everything that speaks to PostgreSQL.
 //!   - [`pg::dsn`]: connection strings (URL and `key=value`), sslmode.
@@ -10,19 +11,24 @@
 //!   - [`pg::replication`]: the walsender session: IDENTIFY_SYSTEM, START_REPLICATION, feedback.
 //!   - [`pg::admin`]: ordinary SQL over tokio-postgres: prerequisites, slot, publication.
 //! - [`pgoutput`]: pure decoding of pgoutput and the replication envelope; no I/O.
-//! - [`store`]: sled state: the checkpoint (and, later, the outbox); the only place that knows
-//!   key layouts.
+//! - [`dispatch`]: per endpoint, which outbox entry goes when (per-user order, retries).
+//! - [`store`]: sled state: the checkpoint, the outbox per endpoint and dead letters; the only
+//!   place that knows key layouts.
 //! - [`capture`]: replication + store: committed transactions, resumable after a crash.
 //! - [`tail`]: the `tail` command's JSON lines.
+//! - [`dead_letters`]: the `dead-letters` command: list, retry, purge.
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
 //! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
 //! - [`event`]: events and their stable ids.
 //! - [`error`]: the top-level error, which knows whether it is transient or definite.
 //! - [`lsn`]: the `Lsn` type.
 
+pub mod app;
 pub mod capture;
 pub mod config;
+pub mod dead_letters;
 pub mod demo;
+pub mod dispatch;
 pub mod ephemeral;
 pub mod error;
 pub mod event;

@@ -9,7 +9,9 @@ use super::flusher::Flusher;
 use super::{CaptureSettings, Handler, Progress};
 use crate::lsn::Lsn;
 use crate::pg::admin::{Admin, SlotInfo};
-use crate::pg::replication::{ReplicationError, ReplicationSession, StreamEvent, SystemIdentity};
+use crate::pg::replication::{
+    ReplicationError, ReplicationSession, ReplicationStream, StreamEvent, SystemIdentity,
+};
 use crate::pgoutput::{Decoder, Item, Transaction};
 use crate::store::{Checkpoint, SlotBinding, Store};
 use crate::Error;
@@ -128,17 +130,25 @@ async fn session(
         skipping: false,
     };
     loop {
+        if outbox_full(settings, store) {
+            // Backpressure: stop reading (the server holds the WAL) but keep answering, so the
+            // walsender does not time us out. Nothing is dropped.
+            warn!(pending = store.pending_total(), max_pending = ?settings.max_pending,
+                "outbox full: replication paused until delivery catches up");
+            while outbox_full(settings, store) {
+                tokio::select! {
+                    _ = tokio::time::sleep(PAUSE_POLL) => stream.send_status_if_due().await?,
+                    _ = crate::capture::stopped(shutdown) => {
+                        return finish(stream, &flusher, store, progress).await;
+                    }
+                }
+            }
+            info!(pending = store.pending_total(), "outbox below its bound: replication resumed");
+        }
         let event = tokio::select! {
             event = stream.next() => event?,
             _ = crate::capture::stopped(shutdown) => {
-                let durable = flusher.drain(store).await?;
-                stream.set_flushed(durable);
-                progress.send_modify(|p| p.flushed = durable);
-                info!(confirmed = %durable, "replication stopped");
-                // The last status may not get out if the connection is already broken; the
-                // slot then resumes from an earlier position and we skip what we already have.
-                let _ = stream.close().await;
-                return Ok(Ended::Shutdown);
+                return finish(stream, &flusher, store, progress).await;
             }
         };
         if let Some(e) = flusher.take_failure() {
@@ -154,6 +164,33 @@ async fn session(
             progress.send_modify(|p| p.committed = lsn);
         }
     }
+}
+
+/// How often a paused capture looks at the outbox again.
+const PAUSE_POLL: Duration = Duration::from_millis(20);
+
+fn outbox_full(settings: &CaptureSettings, store: &Store) -> bool {
+    settings
+        .max_pending
+        .is_some_and(|max| store.pending_total() >= max)
+}
+
+/// A graceful end: everything stored is made durable and confirmed to the server.
+async fn finish(
+    stream: ReplicationStream,
+    flusher: &Flusher,
+    store: &Store,
+    progress: &watch::Sender<Progress>,
+) -> Result<Ended, Error> {
+    let mut stream = stream;
+    let durable = flusher.drain(store).await?;
+    stream.set_flushed(durable);
+    progress.send_modify(|p| p.flushed = durable);
+    info!(confirmed = %durable, "replication stopped");
+    // The last status may not get out if the connection is already broken; the slot then
+    // resumes from an earlier position and we skip what we already have.
+    let _ = stream.close().await;
+    Ok(Ended::Shutdown)
 }
 
 /// Picks the checkpoint to resume from, refusing to carry one over to a slot it does not

@@ -291,6 +291,14 @@ impl ReplicationStream {
         Ok(())
     }
 
+    /// Sends a status update if one is due; for callers that are not reading the stream.
+    pub async fn send_status_if_due(&mut self) -> Result<(), ReplicationError> {
+        if Instant::now() >= self.next_status {
+            self.send_status(false).await?;
+        }
+        Ok(())
+    }
+
     /// Sends a final status update and ends the session.
     pub async fn close(mut self) -> Result<(), ReplicationError> {
         let result = self.send_status(false).await;

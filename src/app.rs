@@ -1,0 +1,114 @@
+//! `run`: capture → detect → outbox → delivery, wired together, with a clean shutdown.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{watch, Notify};
+use tracing::{error, info, warn};
+
+use crate::capture::{self, CaptureSettings, Progress};
+use crate::config::Config;
+use crate::detect::Detector;
+use crate::dispatch::{unix_ms, Dispatcher, Wakeups};
+use crate::pg::dsn::ConnectParams;
+use crate::store::{DeadLetter, Store};
+use crate::Error;
+
+/// Runs the bridge until `shutdown` (Ok) or a definite error (Err). Transient errors are retried
+/// inside capture and delivery.
+pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let params = ConnectParams::parse(config.postgres.url.expose())?;
+    refuse_definite_problems(&config).await?;
+    let store = Store::open(&config.state.dir)?;
+    dead_letter_orphans(&store, &config)?;
+
+    let mut settings = CaptureSettings::new(
+        params,
+        &config.postgres.slot,
+        &config.postgres.publication,
+        config.tables(),
+    );
+    settings.flush_interval = config.outbox.flush_interval;
+    settings.max_pending = Some(config.outbox.max_pending);
+
+    let (progress_tx, progress_rx) = watch::channel(Progress::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let rescan = Arc::new(Notify::new());
+    let mut dispatchers = tokio::task::JoinSet::new();
+    for endpoint in &config.endpoints {
+        let dispatcher = Dispatcher::new(endpoint.clone(), store.clone())?;
+        let wake = Wakeups {
+            committed: progress_rx.clone(),
+            rescan: Arc::clone(&rescan),
+        };
+        dispatchers.spawn(dispatcher.run(wake, stop_rx.clone()));
+    }
+
+    let mut detector = Detector::from_config(&config);
+    let capture_stop = stop_rx.clone();
+    let mut shutdown = shutdown;
+    let result = {
+        let capture = capture::run(&settings, &store, &mut detector, &progress_tx, capture_stop);
+        tokio::pin!(capture);
+        tokio::select! {
+            result = &mut capture => result,
+            _ = capture::stopped(&mut shutdown) => {
+                info!("shutting down: stopping intake, finishing deliveries in flight");
+                let _ = stop_tx.send(true);
+                capture.await
+            }
+        }
+    };
+    if let Err(e) = &result {
+        error!(error = %e, "capture stopped");
+    }
+    let _ = stop_tx.send(true);
+    while let Some(done) = dispatchers.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "a dispatcher stopped with an error"),
+            Err(e) => warn!(error = %e, "a dispatcher task failed"),
+        }
+    }
+    store.flush().await?;
+    info!(pending = store.pending_total(), "stopped");
+    result
+}
+
+/// `run` validates what `check` validates and refuses to start on a definite problem.
+async fn refuse_definite_problems(config: &Config) -> Result<(), Error> {
+    let report = crate::preflight::inspect(config).await?;
+    let problems = crate::preflight::definite_problems(&report);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+    Err(Error::definite(
+        format!("refusing to start:\n{}", list.join("\n")),
+        Some("run `fuse-cdc-bridge check --config FILE` for the fixes".to_string()),
+    ))
+}
+
+/// Entries for endpoints that are no longer configured would wait forever: move them to dead
+/// letters, where an operator sees them (and can purge them), instead of losing them silently.
+fn dead_letter_orphans(store: &Store, config: &Config) -> Result<(), Error> {
+    for (endpoint, count) in store.pending_counts() {
+        if config.endpoints.iter().any(|e| e.name == endpoint) {
+            continue;
+        }
+        warn!(endpoint = %endpoint, count, "outbox entries for an endpoint no longer configured: moving them to dead letters");
+        let entries: Vec<_> = store.pending(&endpoint, None).collect::<Result<_, _>>()?;
+        for entry in entries {
+            let dead = DeadLetter {
+                key: entry.state.key.clone(),
+                attempts: entry.state.attempts,
+                first_attempt_at: entry.state.first_attempt_at,
+                dead_at: unix_ms(SystemTime::now()),
+                last_status: entry.state.last_status,
+                reason: format!("endpoint {endpoint:?} is no longer in the configuration"),
+            };
+            store.dead_letter(&endpoint, entry.id, &dead, &entry.payload)?;
+        }
+    }
+    Ok(())
+}

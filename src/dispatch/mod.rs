@@ -1,0 +1,274 @@
+//! Dispatch: for one endpoint, which outbox entry goes when.
+//!
+//! Events about one user (one ordering key) go one at a time, in commit order, each waiting for
+//! the previous one to be delivered or dead-lettered; events about different users go in parallel
+//! up to the endpoint's concurrency. A failing event waits for its retry without holding back
+//! other users. Every outcome is written to the store before the next event of that key goes.
+
+mod queue;
+
+pub use queue::KeyedQueue;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::config::EndpointConfig;
+use crate::delivery::client::EndpointClient;
+use crate::delivery::outcome::{Attempt, AttemptReport};
+use crate::delivery::retry;
+use crate::event::{Event, EventId};
+use crate::store::{DeadLetter, DeliveryState, Store};
+use crate::Error;
+
+/// How long a graceful stop waits for requests in flight before leaving them to the next run.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Signals a dispatcher listens to.
+#[derive(Clone)]
+pub struct Wakeups {
+    /// Changes whenever capture commits: new entries may be waiting.
+    pub committed: watch::Receiver<crate::capture::Progress>,
+    /// Entries may have appeared anywhere in the outbox (a dead letter put back): rescan.
+    pub rescan: Arc<Notify>,
+}
+
+/// One endpoint's dispatcher.
+pub struct Dispatcher {
+    endpoint: EndpointConfig,
+    client: Arc<EndpointClient>,
+    store: Store,
+    queue: KeyedQueue,
+    /// The newest id read from the outbox; later commits only add larger ones.
+    last_seen: Option<EventId>,
+}
+
+struct Finished {
+    id: EventId,
+    key: String,
+    report: Option<AttemptReport>,
+    /// The entry as sent, to write its new state.
+    state: DeliveryState,
+    payload: Vec<u8>,
+}
+
+impl Dispatcher {
+    pub fn new(endpoint: EndpointConfig, store: Store) -> Result<Dispatcher, Error> {
+        let client = EndpointClient::new(&endpoint)
+            .map_err(|e| Error::definite(e.to_string(), None))?;
+        Ok(Dispatcher {
+            endpoint,
+            client: Arc::new(client),
+            store,
+            queue: KeyedQueue::default(),
+            last_seen: None,
+        })
+    }
+
+    /// Runs until `shutdown`; then waits (a little) for requests in flight.
+    pub async fn run(
+        mut self,
+        mut wake: Wakeups,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let mut in_flight: JoinSet<Finished> = JoinSet::new();
+        let mut capture_alive = true;
+        self.scan(false)?;
+        loop {
+            self.queue.promote_due(unix_ms(SystemTime::now()));
+            while in_flight.len() < self.endpoint.concurrency {
+                let Some((id, key)) = self.queue.next_ready() else {
+                    break;
+                };
+                match self.store.outbox_entry(&self.endpoint.name, id)? {
+                    Some(entry) => {
+                        let client = Arc::clone(&self.client);
+                        in_flight.spawn(send(client, id, key, entry.state, entry.payload));
+                    }
+                    // Purged or retried elsewhere meanwhile.
+                    None => self.queue.finish(&key, id),
+                }
+            }
+            let next_due = self.queue.next_due().map(|due| {
+                let wait = due.saturating_sub(unix_ms(SystemTime::now()));
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
+            tokio::select! {
+                Some(done) = in_flight.join_next() => {
+                    match done {
+                        Ok(finished) => self.settle(finished)?,
+                        Err(e) => warn!(endpoint = %self.endpoint.name, error = %e, "a delivery task failed"),
+                    }
+                }
+                changed = wake.committed.changed(), if capture_alive => {
+                    // Without capture, keep delivering what is queued until told to stop.
+                    capture_alive = changed.is_ok();
+                    self.scan(false)?;
+                }
+                _ = wake.rescan.notified() => self.scan(true)?,
+                _ = sleep_until_opt(next_due) => {}
+                _ = crate::capture::stopped(&mut shutdown) => break,
+            }
+        }
+        self.drain(in_flight).await
+    }
+
+    /// Reads outbox entries into the queue: only new ones, or (`full`) everything.
+    fn scan(&mut self, full: bool) -> Result<(), Error> {
+        let after = if full { None } else { self.last_seen };
+        for entry in self.store.pending(&self.endpoint.name, after) {
+            let entry = entry?;
+            self.last_seen = self.last_seen.max(Some(entry.id));
+            if self.queue.contains(entry.id) {
+                continue;
+            }
+            self.queue
+                .push(entry.id, &entry.state.key, entry.state.next_attempt_at);
+        }
+        Ok(())
+    }
+
+    async fn drain(mut self, mut in_flight: JoinSet<Finished>) -> Result<(), Error> {
+        if in_flight.is_empty() {
+            return Ok(());
+        }
+        info!(endpoint = %self.endpoint.name, in_flight = in_flight.len(), "waiting for requests in flight");
+        let deadline = tokio::time::sleep(DRAIN_DEADLINE);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                done = in_flight.join_next() => match done {
+                    Some(Ok(finished)) => self.settle(finished)?,
+                    Some(Err(_)) => {}
+                    None => return Ok(()),
+                },
+                _ = &mut deadline => {
+                    // Unfinished requests stay in the outbox and go again, same id, next run.
+                    warn!(endpoint = %self.endpoint.name, left = in_flight.len(),
+                        "stopping with requests in flight; they will be sent again");
+                    in_flight.abort_all();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Writes an attempt's outcome and updates the queue.
+    fn settle(&mut self, f: Finished) -> Result<(), Error> {
+        let name = self.endpoint.name.clone();
+        let now = SystemTime::now();
+        let Some(report) = f.report else {
+            // The payload in the store is not an event we can read: nothing will fix it.
+            self.dead_letter(&f, None, "the stored event could not be decoded".into(), now)?;
+            return Ok(());
+        };
+        match report.attempt {
+            Attempt::Delivered { status } => {
+                debug!(endpoint = %name, event_id = %f.id, status, latency_ms = report.latency.as_millis() as u64, "delivered");
+                self.store.delivered(&name, f.id)?;
+                self.queue.finish(&f.key, f.id);
+            }
+            Attempt::Reject { status, error } => {
+                warn!(endpoint = %name, event_id = %f.id, status, attempt = f.state.attempts + 1,
+                    error = %error, "rejected; moved to dead letters");
+                self.dead_letter(&f, status, error, now)?;
+            }
+            Attempt::Retry {
+                status,
+                error,
+                retry_after,
+            } => {
+                let mut state = f.state.clone();
+                state.attempts += 1;
+                let first = *state.first_attempt_at.get_or_insert(unix_ms(now));
+                state.last_status = status;
+                state.last_error = Some(error.clone());
+                let first_at = UNIX_EPOCH + Duration::from_millis(first);
+                if retry::exhausted(
+                    state.attempts,
+                    self.endpoint.max_attempts,
+                    first_at,
+                    self.endpoint.max_age,
+                    now,
+                ) {
+                    warn!(endpoint = %name, event_id = %f.id, status, attempt = state.attempts,
+                        error = %error, "retries exhausted; moved to dead letters");
+                    let reason = format!("gave up after {} attempts: {error}", state.attempts);
+                    let f = Finished { state, ..f };
+                    return self.dead_letter(&f, status, reason, now);
+                }
+                let delay = retry::backoff_delay(
+                    state.attempts,
+                    self.endpoint.backoff.initial,
+                    self.endpoint.backoff.max,
+                    retry_after,
+                    &mut rand::rng(),
+                );
+                let due = unix_ms(now) + delay.as_millis() as u64;
+                state.next_attempt_at = Some(due);
+                warn!(endpoint = %name, event_id = %f.id, status, attempt = state.attempts,
+                    retry_in_ms = delay.as_millis() as u64, error = %error, "delivery failed; will retry");
+                self.store.update_state(&name, f.id, &state, &f.payload)?;
+                self.queue.retry_at(&f.key, due);
+            }
+        }
+        Ok(())
+    }
+
+    fn dead_letter(
+        &mut self,
+        f: &Finished,
+        status: Option<u16>,
+        reason: String,
+        now: SystemTime,
+    ) -> Result<(), Error> {
+        let dead = DeadLetter {
+            key: f.key.clone(),
+            attempts: f.state.attempts.max(1),
+            first_attempt_at: f.state.first_attempt_at.or(Some(unix_ms(now))),
+            dead_at: unix_ms(now),
+            last_status: status,
+            reason,
+        };
+        self.store
+            .dead_letter(&self.endpoint.name, f.id, &dead, &f.payload)?;
+        self.queue.finish(&f.key, f.id);
+        Ok(())
+    }
+}
+
+async fn send(
+    client: Arc<EndpointClient>,
+    id: EventId,
+    key: String,
+    state: DeliveryState,
+    payload: Vec<u8>,
+) -> Finished {
+    let report = match Event::from_bytes(&payload) {
+        Ok(event) => Some(client.send(&id, &event).await),
+        Err(_) => None,
+    };
+    Finished {
+        id,
+        key,
+        report,
+        state,
+        payload,
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
