@@ -17,11 +17,13 @@
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
 //! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
 //! - [`event`]: events and their stable ids.
+//! - [`delivery`]: one event to one endpoint over HTTP: payloads, signing, retry policy.
 //! - [`error`]: the top-level error, which knows whether it is transient or definite.
 //! - [`lsn`]: the `Lsn` type.
 
 pub mod capture;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod ephemeral;
 pub mod error;
