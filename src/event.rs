@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn id_round_trips() {
         let id = EventId {
-            commit_lsn: Lsn(0x1_A3F2_B8),
+            commit_lsn: Lsn(0x01A3_F2B8),
             ordinal: 7,
         };
         assert_eq!(id.to_string(), "evt_0000000001a3f2b8_7");

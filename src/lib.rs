@@ -20,6 +20,7 @@
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
 //! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
 //! - [`event`]: events and their stable ids.
+//! - [`delivery`]: one event to one endpoint over HTTP: payloads, signing, retry policy.
 //! - [`error`]: the top-level error, which knows whether it is transient or definite.
 //! - [`lsn`]: the `Lsn` type.
 
@@ -27,6 +28,7 @@ pub mod app;
 pub mod capture;
 pub mod config;
 pub mod dead_letters;
+pub mod delivery;
 pub mod demo;
 pub mod dispatch;
 pub mod ephemeral;
