@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn id_round_trips() {
         let id = EventId {
-            commit_lsn: Lsn(0x1_A3F2_B8),
+            commit_lsn: Lsn(0x01A3_F2B8),
             ordinal: 7,
         };
         assert_eq!(id.to_string(), "evt_0000000001a3f2b8_7");
@@ -152,6 +152,9 @@ mod tests {
         assert_eq!(e.ordering_key(), "user_id=42");
         assert_eq!(e.missing_param().unwrap().column, "learning_plan_id");
         let text = String::from_utf8(e.to_bytes()).unwrap();
-        assert!(text.contains("\"event_type\":\"learning_plan.completed\""), "{text}");
+        assert!(
+            text.contains("\"event_type\":\"learning_plan.completed\""),
+            "{text}"
+        );
     }
 }

@@ -13,6 +13,7 @@
 //! - [`store`]: sled state: the checkpoint (and, later, the outbox); the only place that knows
 //!   key layouts.
 //! - [`capture`]: replication + store: committed transactions, resumable after a crash.
+//! - [`detect`]: the rules: row changes in, events out; the capture handler that stores them.
 //! - [`tail`]: the `tail` command's JSON lines.
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
 //! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
@@ -23,6 +24,7 @@
 pub mod capture;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod ephemeral;
 pub mod error;
 pub mod event;
