@@ -15,6 +15,7 @@
 //! - [`store`]: sled state: the checkpoint, the outbox per endpoint and dead letters; the only
 //!   place that knows key layouts.
 //! - [`capture`]: replication + store: committed transactions, resumable after a crash.
+//! - [`detect`]: the rules: row changes in, events out; the capture handler that stores them.
 //! - [`tail`]: the `tail` command's JSON lines.
 //! - [`dead_letters`]: the `dead-letters` command: list, retry, purge.
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
@@ -31,6 +32,7 @@ pub mod dead_letters;
 pub mod delivery;
 pub mod demo;
 pub mod dispatch;
+pub mod detect;
 pub mod ephemeral;
 pub mod error;
 pub mod event;

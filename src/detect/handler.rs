@@ -1,0 +1,87 @@
+//! [`Detector`]: detection as a capture [`Handler`].
+
+use tracing::warn;
+
+use crate::capture::Handler;
+use crate::config::{Config, Operation, Rule};
+use crate::event::Event;
+use crate::lsn::Lsn;
+use crate::pgoutput::{Item, Transaction};
+use crate::Error;
+
+use super::columns::{check_relation, is_rule_table};
+use super::evaluate::detect;
+
+/// Turns each committed transaction's row changes into event records
+/// ([`Event::to_bytes`]), in change order and, within a change, in rule order.
+///
+/// Only the open transaction's events are held, never its rows, so memory grows with what a
+/// transaction means, not with how much it wrote.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    rules: Vec<Rule>,
+    pending: Vec<Event>,
+}
+
+impl Detector {
+    pub fn new(rules: Vec<Rule>) -> Detector {
+        Detector {
+            rules,
+            pending: Vec::new(),
+        }
+    }
+
+    /// A detector for the configuration's effective rules.
+    pub fn from_config(config: &Config) -> Detector {
+        Detector::new(config.rules().to_vec())
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Events gathered in the open transaction so far.
+    pub fn pending(&self) -> &[Event] {
+        &self.pending
+    }
+}
+
+impl Handler for Detector {
+    fn item(&mut self, txn: &Transaction, item: &Item) -> Result<(), Error> {
+        match item {
+            // The server describes a table before its first change in a session and again after
+            // its schema changed: the moment to notice a rule column that is gone.
+            Item::Relation(relation) => check_relation(&self.rules, relation)?,
+            Item::Change(change) => {
+                let events = detect(&self.rules, change, txn.commit_time)?;
+                self.pending.extend(events);
+            }
+            Item::Truncate { relations, .. } => {
+                // TRUNCATE sends no rows, so delete rules cannot fire: say so rather than skip
+                // silently.
+                for relation in relations {
+                    for rule in self
+                        .rules
+                        .iter()
+                        .filter(|r| r.on.contains(&Operation::Delete) && is_rule_table(r, relation))
+                    {
+                        warn!(table = %relation.qualified_name(), event_type = %rule.event_type,
+                            "TRUNCATE removed rows without per-row deletes: no delete events for them");
+                    }
+                }
+            }
+            Item::Begin { .. } | Item::Message { .. } | Item::Commit { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, _txn: &Transaction, _end_lsn: Lsn) -> Result<Vec<Vec<u8>>, Error> {
+        // `take` rather than `drain`: a huge transaction's buffer is not kept for the next one.
+        let events = std::mem::take(&mut self.pending);
+        Ok(events.iter().map(Event::to_bytes).collect())
+    }
+
+    fn reset(&mut self) {
+        self.pending = Vec::new();
+    }
+}
