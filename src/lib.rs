@@ -19,6 +19,7 @@
 //! - [`tail`]: the `tail` command's JSON lines.
 //! - [`dead_letters`]: the `dead-letters` command: list, retry, purge.
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
+//! - [`receiver`]: a loopback webhook receiver for the demo and the tests.
 //! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
 //! - [`event`]: events and their stable ids.
 //! - [`delivery`]: one event to one endpoint over HTTP: payloads, signing, retry policy.
@@ -39,6 +40,7 @@ pub mod event;
 pub mod lsn;
 pub mod pg;
 pub mod pgoutput;
+pub mod receiver;
 pub mod store;
 pub mod tail;
 

@@ -8,9 +8,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
-use fuse_cdc_bridge::config::Config;
+use fuse_cdc_bridge::config::{Config, EventType};
+use fuse_cdc_bridge::event::EventId;
+use fuse_cdc_bridge::store::Store;
 use fuse_cdc_bridge::pg::dsn::ConnectParams;
-use fuse_cdc_bridge::{demo, tail, Error};
+use fuse_cdc_bridge::{app, dead_letters, demo, tail, Error};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +36,16 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the bridge: capture, detect, store and deliver, until SIGINT or SIGTERM.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List, retry or purge the events an endpoint refused or that ran out of attempts.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Print each committed change as a JSON line (through a temporary slot of its own).
     Tail {
         #[arg(long, short)]
@@ -46,6 +58,66 @@ enum Command {
         #[arg(long, value_parser = parse_duration_arg)]
         duration: Option<Duration>,
     },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// Show dead letters (a table, or JSON with --json).
+    List {
+        #[command(flatten)]
+        select: Select,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back in the outbox; they are sent again with the same webhook-id.
+    Retry {
+        #[command(flatten)]
+        select: Select,
+        /// Act on every dead letter when no filter is given.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete dead letters for good.
+    Purge {
+        #[command(flatten)]
+        select: Select,
+        /// Act on every dead letter when no filter is given.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct Select {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Only this endpoint's dead letters.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Only this event type (e.g. user.created).
+    #[arg(long, value_parser = parse_event_type)]
+    event_type: Option<EventType>,
+    /// Only this event id (the webhook-id).
+    #[arg(long, value_parser = parse_event_id)]
+    id: Option<EventId>,
+}
+
+impl Select {
+    fn filter(&self) -> dead_letters::Filter {
+        dead_letters::Filter {
+            endpoint: self.endpoint.clone(),
+            event_type: self.event_type,
+            id: self.id,
+        }
+    }
+}
+
+fn parse_event_type(text: &str) -> Result<EventType, String> {
+    text.parse().map_err(|e: fuse_cdc_bridge::config::UnknownEventType| e.to_string())
+}
+
+fn parse_event_id(text: &str) -> Result<EventId, String> {
+    EventId::parse(text).ok_or_else(|| format!("{text:?} is not an event id (like evt_0000000001a3f2b8_0)"))
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
@@ -94,7 +166,37 @@ async fn run(command: Command) -> Result<(), Error> {
             tail::run(&settings, &mut stdout, shutdown).await
         }
         Command::Demo { duration } => demo::run(duration, shutdown).await,
+        Command::Run { config } => app::run(Config::load(&config)?, shutdown).await,
+        Command::DeadLetters { action } => dead_letters_command(action),
     }
+}
+
+fn dead_letters_command(action: DeadLetterAction) -> Result<(), Error> {
+    let open = |select: &Select| -> Result<Store, Error> {
+        let config = Config::load(&select.config)?;
+        Ok(Store::open(&config.state.dir)?)
+    };
+    match action {
+        DeadLetterAction::List { select, json } => {
+            let letters = dead_letters::list(&open(&select)?, &select.filter())?;
+            if json {
+                for letter in &letters {
+                    println!("{}", serde_json::to_string(letter).unwrap_or_default());
+                }
+            } else {
+                print!("{}", dead_letters::render_table(&letters));
+            }
+        }
+        DeadLetterAction::Retry { select, all } => {
+            let n = dead_letters::retry(&open(&select)?, &select.filter(), all)?;
+            println!("{n} dead letter(s) put back in the outbox");
+        }
+        DeadLetterAction::Purge { select, all } => {
+            let n = dead_letters::purge(&open(&select)?, &select.filter(), all)?;
+            println!("{n} dead letter(s) purged");
+        }
+    }
+    Ok(())
 }
 
 /// A watch that turns true on SIGINT or SIGTERM.

@@ -143,14 +143,11 @@ impl Running {
 
 fn stored(store: &Store) -> Vec<(EventId, Event)> {
     store
-        .records()
+        .pending("x", None)
         .map(|r| {
             let r = r.unwrap();
-            let id = EventId {
-                commit_lsn: r.commit_lsn,
-                ordinal: r.ordinal,
-            };
-            (id, Event::from_bytes(&r.value).unwrap())
+            assert_eq!(r.state.key, Event::from_bytes(&r.payload).unwrap().ordering_key());
+            (r.id, Event::from_bytes(&r.payload).unwrap())
         })
         .collect()
 }

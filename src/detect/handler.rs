@@ -3,37 +3,64 @@
 use tracing::warn;
 
 use crate::capture::Handler;
-use crate::config::{Config, Operation, Rule};
+use crate::config::{Config, EventType, Operation, Rule};
 use crate::event::Event;
 use crate::lsn::Lsn;
 use crate::pgoutput::{Item, Transaction};
+use crate::store::Outgoing;
 use crate::Error;
 
 use super::columns::{check_relation, is_rule_table};
 use super::evaluate::detect;
 
-/// Turns each committed transaction's row changes into event records
-/// ([`Event::to_bytes`]), in change order and, within a change, in rule order.
+/// Turns each committed transaction's row changes into outbox entries ([`Event::to_bytes`]
+/// for the endpoints subscribed to the event's type), in change order and, within a change, in
+/// rule order. An event no endpoint wants keeps its ordinal (so ids do not depend on
+/// subscriptions) but is stored nowhere.
 ///
 /// Only the open transaction's events are held, never its rows, so memory grows with what a
 /// transaction means, not with how much it wrote.
 #[derive(Debug, Clone)]
 pub struct Detector {
     rules: Vec<Rule>,
+    /// The endpoints subscribed to each event type.
+    routes: Vec<(EventType, Vec<String>)>,
     pending: Vec<Event>,
 }
 
 impl Detector {
-    pub fn new(rules: Vec<Rule>) -> Detector {
+    /// A detector whose events go to the endpoints `routes` lists per event type.
+    pub fn new(rules: Vec<Rule>, routes: Vec<(EventType, Vec<String>)>) -> Detector {
         Detector {
             rules,
+            routes,
             pending: Vec::new(),
         }
     }
 
-    /// A detector for the configuration's effective rules.
+    /// A detector for the configuration's effective rules and endpoints' subscriptions.
     pub fn from_config(config: &Config) -> Detector {
-        Detector::new(config.rules().to_vec())
+        let routes = EventType::ALL
+            .iter()
+            .map(|t| {
+                let endpoints = config
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.wants(*t))
+                    .map(|e| e.name.clone())
+                    .collect();
+                (*t, endpoints)
+            })
+            .collect();
+        Detector::new(config.rules().to_vec(), routes)
+    }
+
+    fn endpoints_for(&self, event_type: EventType) -> Vec<String> {
+        self.routes
+            .iter()
+            .find(|(t, _)| *t == event_type)
+            .map(|(_, endpoints)| endpoints.clone())
+            .unwrap_or_default()
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -75,10 +102,17 @@ impl Handler for Detector {
         Ok(())
     }
 
-    fn commit(&mut self, _txn: &Transaction, _end_lsn: Lsn) -> Result<Vec<Vec<u8>>, Error> {
+    fn commit(&mut self, _txn: &Transaction, _end_lsn: Lsn) -> Result<Vec<Outgoing>, Error> {
         // `take` rather than `drain`: a huge transaction's buffer is not kept for the next one.
         let events = std::mem::take(&mut self.pending);
-        Ok(events.iter().map(Event::to_bytes).collect())
+        Ok(events
+            .iter()
+            .map(|event| Outgoing {
+                payload: event.to_bytes(),
+                key: event.ordering_key(),
+                endpoints: self.endpoints_for(event.event_type),
+            })
+            .collect())
     }
 
     fn reset(&mut self) {

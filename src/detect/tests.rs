@@ -636,16 +636,27 @@ fn txn() -> Transaction {
     }
 }
 
-fn decoded(records: Vec<Vec<u8>>) -> Vec<Event> {
+fn decoded(records: Vec<crate::store::Outgoing>) -> Vec<Event> {
     records
         .iter()
-        .map(|r| Event::from_bytes(r).expect("an event record"))
+        .map(|r| {
+            assert_eq!(r.endpoints, ["x"]);
+            Event::from_bytes(&r.payload).expect("an event record")
+        })
+        .collect()
+}
+
+/// Every event type routed to one endpoint.
+fn all_to(endpoint: &str) -> Vec<(EventType, Vec<String>)> {
+    EventType::ALL
+        .iter()
+        .map(|t| (*t, vec![endpoint.to_string()]))
         .collect()
 }
 
 #[test]
 fn detector_returns_the_transactions_events_at_commit() {
-    let mut detector = Detector::new(defaults());
+    let mut detector = Detector::new(defaults(), all_to("x"));
     let t = txn();
     detector.item(&t, &Item::Relation(users())).unwrap();
     detector
@@ -680,15 +691,12 @@ fn detector_returns_the_transactions_events_at_commit() {
     detector
         .item(&t, &Item::Change(update(&users(), ADA, ADA)))
         .unwrap();
-    assert_eq!(
-        detector.commit(&t, Lsn(0x300)).unwrap(),
-        Vec::<Vec<u8>>::new()
-    );
+    assert!(detector.commit(&t, Lsn(0x300)).unwrap().is_empty());
 }
 
 #[test]
 fn detector_reset_forgets_the_open_transaction() {
-    let mut detector = Detector::new(defaults());
+    let mut detector = Detector::new(defaults(), all_to("x"));
     let t = txn();
     detector
         .item(&t, &Item::Change(insert(&users(), ADA)))
@@ -699,7 +707,7 @@ fn detector_reset_forgets_the_open_transaction() {
 
 #[test]
 fn detector_stops_on_a_relation_or_change_missing_a_rule_column() {
-    let mut detector = Detector::new(defaults());
+    let mut detector = Detector::new(defaults(), all_to("x"));
     let t = txn();
     let rel = without(&enrollments(), "learning_plan_id");
     let error = detector

@@ -160,7 +160,7 @@ impl Dispatcher {
     fn settle(&mut self, f: Finished) -> Result<(), Error> {
         let name = self.endpoint.name.clone();
         let now = SystemTime::now();
-        let Some(report) = f.report else {
+        let Some(report) = f.report.clone() else {
             // The payload in the store is not an event we can read: nothing will fix it.
             self.dead_letter(&f, None, "the stored event could not be decoded".into(), now)?;
             return Ok(());

@@ -116,8 +116,9 @@ impl Store {
             })
     }
 
-    /// Writes a transaction's outbox entries (the `n`th of `outgoing` gets ordinal `n`) and the
-    /// checkpoint that moves past it as one atomic batch. Not durable until [`Store::flush`]
+    /// Writes a transaction's outbox entries (the `n`th of `outgoing` gets ordinal `n`; one
+    /// with no endpoints is written nowhere) and the checkpoint that moves past it as one atomic
+    /// batch. Not durable until [`Store::flush`]
     /// returns: callers group many commits per flush.
     pub fn commit(
         &self,
