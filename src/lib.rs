@@ -13,6 +13,7 @@
 //! - [`store`]: sled state: the checkpoint (and, later, the outbox); the only place that knows
 //!   key layouts.
 //! - [`capture`]: replication + store: committed transactions, resumable after a crash.
+//! - [`preflight`]: `check` and `setup`: the database's prerequisites, findings and fixes.
 //! - [`tail`]: the `tail` command's JSON lines.
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
 //! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
@@ -29,6 +30,7 @@ pub mod event;
 pub mod lsn;
 pub mod pg;
 pub mod pgoutput;
+pub mod preflight;
 pub mod store;
 pub mod tail;
 

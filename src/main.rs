@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use fuse_cdc_bridge::config::Config;
 use fuse_cdc_bridge::pg::dsn::ConnectParams;
+use fuse_cdc_bridge::preflight::{self, OutputFormat, SetupOptions};
 use fuse_cdc_bridge::{demo, tail, Error};
 
 #[derive(Parser)]
@@ -34,6 +35,36 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check the database's prerequisites and print each finding with its fix.
+    ///
+    /// Exits 0 only when there is nothing to fix: warnings (e.g. a missing publication or slot,
+    /// which `setup` creates) make it exit 1, like definite problems (which stop `run`).
+    Check {
+        /// The bridge's configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the fixes SQL can make: create or extend the publication, create the slot.
+    ///
+    /// Prints each statement before running it. What it cannot fix (wal_level, missing columns,
+    /// privileges it lacks) is printed with its fix and makes it exit 1. Running it again
+    /// changes nothing.
+    Setup {
+        /// The bridge's configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the statements, run none.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also set REPLICA IDENTITY FULL on the tables whose rules compare old and new values
+        /// (their updates then log the whole old row: more WAL). Without it they are only
+        /// suggested.
+        #[arg(long)]
+        replica_identity_full: bool,
+    },
     /// Print each committed change as a JSON line (through a temporary slot of its own).
     Tail {
         #[arg(long, short)]
@@ -69,7 +100,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             if let Some(hint) = e.hint() {
@@ -80,9 +111,31 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), Error> {
+async fn run(command: Command) -> Result<ExitCode, Error> {
     let shutdown = shutdown_signal();
-    match command {
+    let mut stdout = std::io::stdout();
+    let ok = match command {
+        Command::Check { config, json } => {
+            let config = Config::load(&config)?;
+            let format = if json {
+                OutputFormat::Json
+            } else {
+                OutputFormat::Text
+            };
+            preflight::check_command(&config, format, &mut stdout).await?
+        }
+        Command::Setup {
+            config,
+            dry_run,
+            replica_identity_full,
+        } => {
+            let config = Config::load(&config)?;
+            let opts = SetupOptions {
+                dry_run,
+                replica_identity_full,
+            };
+            preflight::setup_command(&config, opts, &mut stdout).await?
+        }
         Command::Tail { config } => {
             let config = Config::load(&config)?;
             let settings = tail::TailSettings {
@@ -90,11 +143,19 @@ async fn run(command: Command) -> Result<(), Error> {
                 publication: config.postgres.publication.clone(),
                 status_interval: Duration::from_secs(1),
             };
-            let mut stdout = std::io::stdout();
-            tail::run(&settings, &mut stdout, shutdown).await
+            tail::run(&settings, &mut stdout, shutdown).await?;
+            true
         }
-        Command::Demo { duration } => demo::run(duration, shutdown).await,
-    }
+        Command::Demo { duration } => {
+            demo::run(duration, shutdown).await?;
+            true
+        }
+    };
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// A watch that turns true on SIGINT or SIGTERM.
