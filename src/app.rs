@@ -78,15 +78,10 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 /// `run` validates what `check` validates and refuses to start on a definite problem.
 async fn refuse_definite_problems(config: &Config) -> Result<(), Error> {
     let report = crate::preflight::inspect(config).await?;
-    let problems = crate::preflight::definite_problems(&report);
-    if problems.is_empty() {
-        return Ok(());
+    match crate::preflight::definite_error(&report) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
-    Err(Error::definite(
-        format!("refusing to start:\n{}", list.join("\n")),
-        Some("run `fuse-cdc-bridge check --config FILE` for the fixes".to_string()),
-    ))
 }
 
 /// Entries for endpoints that are no longer configured would wait forever: move them to dead

@@ -119,7 +119,9 @@ pub fn render_table(letters: &[Listed]) -> String {
             l.id,
             l.event_type.as_deref().unwrap_or("?"),
             l.attempts,
-            l.last_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            l.last_status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
             l.reason
         ));
     }

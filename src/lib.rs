@@ -16,6 +16,7 @@
 //!   place that knows key layouts.
 //! - [`capture`]: replication + store: committed transactions, resumable after a crash.
 //! - [`detect`]: the rules: row changes in, events out; the capture handler that stores them.
+//! - [`preflight`]: `check` and `setup`: the database's prerequisites, findings and fixes.
 //! - [`tail`]: the `tail` command's JSON lines.
 //! - [`dead_letters`]: the `dead-letters` command: list, retry, purge.
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
@@ -32,14 +33,15 @@ pub mod config;
 pub mod dead_letters;
 pub mod delivery;
 pub mod demo;
-pub mod dispatch;
 pub mod detect;
+pub mod dispatch;
 pub mod ephemeral;
 pub mod error;
 pub mod event;
 pub mod lsn;
 pub mod pg;
 pub mod pgoutput;
+pub mod preflight;
 pub mod receiver;
 pub mod store;
 pub mod tail;

@@ -10,8 +10,9 @@ use tokio::sync::watch;
 
 use fuse_cdc_bridge::config::{Config, EventType};
 use fuse_cdc_bridge::event::EventId;
-use fuse_cdc_bridge::store::Store;
 use fuse_cdc_bridge::pg::dsn::ConnectParams;
+use fuse_cdc_bridge::preflight::{self, OutputFormat, SetupOptions};
+use fuse_cdc_bridge::store::Store;
 use fuse_cdc_bridge::{app, dead_letters, demo, tail, Error};
 
 #[derive(Parser)]
@@ -45,6 +46,36 @@ enum Command {
     DeadLetters {
         #[command(subcommand)]
         action: DeadLetterAction,
+    },
+    /// Check the database's prerequisites and print each finding with its fix.
+    ///
+    /// Exits 0 only when there is nothing to fix: warnings (e.g. a missing publication or slot,
+    /// which `setup` creates) make it exit 1, like definite problems (which stop `run`).
+    Check {
+        /// The bridge's configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the fixes SQL can make: create or extend the publication, create the slot.
+    ///
+    /// Prints each statement before running it. What it cannot fix (wal_level, missing columns,
+    /// privileges it lacks) is printed with its fix and makes it exit 1. Running it again
+    /// changes nothing.
+    Setup {
+        /// The bridge's configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the statements, run none.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also set REPLICA IDENTITY FULL on the tables whose rules compare old and new values
+        /// (their updates then log the whole old row: more WAL). Without it they are only
+        /// suggested.
+        #[arg(long)]
+        replica_identity_full: bool,
     },
     /// Print each committed change as a JSON line (through a temporary slot of its own).
     Tail {
@@ -113,11 +144,13 @@ impl Select {
 }
 
 fn parse_event_type(text: &str) -> Result<EventType, String> {
-    text.parse().map_err(|e: fuse_cdc_bridge::config::UnknownEventType| e.to_string())
+    text.parse()
+        .map_err(|e: fuse_cdc_bridge::config::UnknownEventType| e.to_string())
 }
 
 fn parse_event_id(text: &str) -> Result<EventId, String> {
-    EventId::parse(text).ok_or_else(|| format!("{text:?} is not an event id (like evt_0000000001a3f2b8_0)"))
+    EventId::parse(text)
+        .ok_or_else(|| format!("{text:?} is not an event id (like evt_0000000001a3f2b8_0)"))
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
@@ -141,7 +174,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             if let Some(hint) = e.hint() {
@@ -152,9 +185,31 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), Error> {
+async fn run(command: Command) -> Result<ExitCode, Error> {
     let shutdown = shutdown_signal();
-    match command {
+    let mut stdout = std::io::stdout();
+    let ok = match command {
+        Command::Check { config, json } => {
+            let config = Config::load(&config)?;
+            let format = if json {
+                OutputFormat::Json
+            } else {
+                OutputFormat::Text
+            };
+            preflight::check_command(&config, format, &mut stdout).await?
+        }
+        Command::Setup {
+            config,
+            dry_run,
+            replica_identity_full,
+        } => {
+            let config = Config::load(&config)?;
+            let opts = SetupOptions {
+                dry_run,
+                replica_identity_full,
+            };
+            preflight::setup_command(&config, opts, &mut stdout).await?
+        }
         Command::Tail { config } => {
             let config = Config::load(&config)?;
             let settings = tail::TailSettings {
@@ -162,13 +217,27 @@ async fn run(command: Command) -> Result<(), Error> {
                 publication: config.postgres.publication.clone(),
                 status_interval: Duration::from_secs(1),
             };
-            let mut stdout = std::io::stdout();
-            tail::run(&settings, &mut stdout, shutdown).await
+            tail::run(&settings, &mut stdout, shutdown).await?;
+            true
         }
-        Command::Demo { duration } => demo::run(duration, shutdown).await,
-        Command::Run { config } => app::run(Config::load(&config)?, shutdown).await,
-        Command::DeadLetters { action } => dead_letters_command(action),
-    }
+        Command::Demo { duration } => {
+            demo::run(duration, shutdown).await?;
+            true
+        }
+        Command::Run { config } => {
+            app::run(Config::load(&config)?, shutdown).await?;
+            true
+        }
+        Command::DeadLetters { action } => {
+            dead_letters_command(action)?;
+            true
+        }
+    };
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn dead_letters_command(action: DeadLetterAction) -> Result<(), Error> {

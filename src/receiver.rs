@@ -41,7 +41,9 @@ impl Received {
 
     /// The body as `application/x-www-form-urlencoded` pairs.
     pub fn form(&self) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(&self.body).into_owned().collect()
+        url::form_urlencoded::parse(&self.body)
+            .into_owned()
+            .collect()
     }
 }
 
@@ -91,7 +93,11 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on a free loopback port.
     pub async fn start(responder: Responder) -> std::io::Result<Receiver> {
-        Receiver::start_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?, responder).await
+        Receiver::start_on(
+            "127.0.0.1:0".parse().map_err(std::io::Error::other)?,
+            responder,
+        )
+        .await
     }
 
     /// Listens on `addr` (to come back on the same port after a [`Receiver::stop`]).
@@ -112,7 +118,8 @@ impl Receiver {
                 let shared = Arc::clone(&accept_shared);
                 let connection = shared.connections.fetch_add(1, Ordering::SeqCst);
                 connections.spawn(async move {
-                    let service = service_fn(move |req| handle(Arc::clone(&shared), connection, req));
+                    let service =
+                        service_fn(move |req| handle(Arc::clone(&shared), connection, req));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -193,7 +200,12 @@ async fn handle(
     let headers = req
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes().to_vec(),

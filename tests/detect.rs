@@ -146,7 +146,10 @@ fn stored(store: &Store) -> Vec<(EventId, Event)> {
         .pending("x", None)
         .map(|r| {
             let r = r.unwrap();
-            assert_eq!(r.state.key, Event::from_bytes(&r.payload).unwrap().ordering_key());
+            assert_eq!(
+                r.state.key,
+                Event::from_bytes(&r.payload).unwrap().ordering_key()
+            );
             (r.id, Event::from_bytes(&r.payload).unwrap())
         })
         .collect()

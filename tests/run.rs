@@ -21,7 +21,8 @@ use fuse_cdc_bridge::receiver::{Received, Receiver, Reply, Responder};
 use fuse_cdc_bridge::Lsn;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fuse-cdc-bridge");
-const TABLES: &str = "users, learning_plans, learning_plan_enrollments, scorm_attempts, event_attendances";
+const TABLES: &str =
+    "users, learning_plans, learning_plan_enrollments, scorm_attempts, event_attendances";
 const SECRET_KEY: &[u8] = b"fuse-test-secret-0123456789abcdef";
 
 fn cluster() -> Cluster {
@@ -35,7 +36,10 @@ fn cluster() -> Cluster {
 }
 
 fn whsec() -> String {
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(SECRET_KEY))
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(SECRET_KEY)
+    )
 }
 
 fn always(status: u16) -> Responder {
@@ -130,12 +134,22 @@ impl Drop for Bridge {
     }
 }
 
-fn wait_for(rt: &tokio::runtime::Runtime, receiver: &Receiver, n: usize, secs: u64, bridge: &Bridge) {
+fn wait_for(
+    rt: &tokio::runtime::Runtime,
+    receiver: &Receiver,
+    n: usize,
+    secs: u64,
+    bridge: &Bridge,
+) {
     if !rt.block_on(receiver.wait_for(n, Duration::from_secs(secs))) {
         panic!(
             "expected {n} requests, got {}: {:#?}\nbridge log:\n{}",
             receiver.count(),
-            receiver.received().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect::<Vec<_>>(),
+            receiver
+                .received()
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                .collect::<Vec<_>>(),
             bridge.log()
         );
     }
@@ -200,15 +214,23 @@ format = "json"
     wait_streaming(&c, &bridge);
     let started = std::time::SystemTime::now();
     c.psql("INSERT INTO users (email, first_name, last_name) VALUES ('ada@example.com', 'Ada', 'Lovelace')").unwrap();
-    c.psql("UPDATE users SET job_title = 'Analyst & Engineer' WHERE id = 1").unwrap();
-    c.psql("UPDATE users SET last_sign_in_at = now(), sign_in_count = 1 WHERE id = 1").unwrap();
-    c.psql("INSERT INTO learning_plans (title) VALUES ('Safety')").unwrap();
+    c.psql("UPDATE users SET job_title = 'Analyst & Engineer' WHERE id = 1")
+        .unwrap();
+    c.psql("UPDATE users SET last_sign_in_at = now(), sign_in_count = 1 WHERE id = 1")
+        .unwrap();
+    c.psql("INSERT INTO learning_plans (title) VALUES ('Safety')")
+        .unwrap();
     c.psql("INSERT INTO learning_plan_enrollments (user_id, learning_plan_id, status) VALUES (1, 1, 'in_progress')").unwrap();
-    c.psql("UPDATE learning_plan_enrollments SET status = 'completed' WHERE id = 1").unwrap();
-    c.psql("INSERT INTO scorm_attempts (user_id, content_id) VALUES (1, 4242)").unwrap();
-    c.psql("UPDATE scorm_attempts SET completion_status = 'completed' WHERE id = 1").unwrap();
-    c.psql("INSERT INTO event_attendances (user_id, event_id, occurrence_id) VALUES (1, 77, 7701)").unwrap();
-    c.psql("UPDATE event_attendances SET status = 'attended' WHERE id = 1").unwrap();
+    c.psql("UPDATE learning_plan_enrollments SET status = 'completed' WHERE id = 1")
+        .unwrap();
+    c.psql("INSERT INTO scorm_attempts (user_id, content_id) VALUES (1, 4242)")
+        .unwrap();
+    c.psql("UPDATE scorm_attempts SET completion_status = 'completed' WHERE id = 1")
+        .unwrap();
+    c.psql("INSERT INTO event_attendances (user_id, event_id, occurrence_id) VALUES (1, 77, 7701)")
+        .unwrap();
+    c.psql("UPDATE event_attendances SET status = 'attended' WHERE id = 1")
+        .unwrap();
 
     wait_for(&rt, &lms, 6, 30, &bridge);
     wait_for(&rt, &hr, 2, 30, &bridge);
@@ -217,16 +239,25 @@ format = "json"
     // hr: form bodies, signed, only its two types, in commit order.
     let got = hr.received();
     assert_eq!(got.len(), 2, "hr got {got:#?}");
-    let types: Vec<&str> = got.iter().map(|r| r.header("webhook-event-type").unwrap()).collect();
+    let types: Vec<&str> = got
+        .iter()
+        .map(|r| r.header("webhook-event-type").unwrap())
+        .collect();
     assert_eq!(types, ["user.created", "user.updated"]);
     for r in &got {
         assert_eq!(r.method, "POST");
         assert_eq!(r.path, "/hooks?tenant=7");
-        assert_eq!(r.header("content-type"), Some("application/x-www-form-urlencoded"));
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
         assert_eq!(r.body, b"user_id=1");
         verify_signature(r);
         let ts: u64 = r.header("webhook-timestamp").unwrap().parse().unwrap();
-        let since = started.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let since = started
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         assert!(ts >= since && ts < since + 60, "timestamp {ts}");
     }
     assert!(id_of(&got[0]) < id_of(&got[1]));
@@ -244,8 +275,16 @@ format = "json"
         assert!(ts.ends_with('Z') && ts.len() >= 20, "{ts}");
         // Keys in the documented order.
         let text = String::from_utf8(r.body.clone()).unwrap();
-        assert!(text.starts_with("{\"type\":") && text.contains(",\"timestamp\":") && text.contains(",\"data\":{"), "{text}");
-        by_type.insert(body["type"].as_str().unwrap().to_string(), body["data"].clone());
+        assert!(
+            text.starts_with("{\"type\":")
+                && text.contains(",\"timestamp\":")
+                && text.contains(",\"data\":{"),
+            "{text}"
+        );
+        by_type.insert(
+            body["type"].as_str().unwrap().to_string(),
+            body["data"].clone(),
+        );
     }
     let expected: BTreeMap<String, Json> = [
         ("user.created", serde_json::json!({"user_id": 1})),
@@ -260,8 +299,15 @@ format = "json"
     .collect();
     assert_eq!(by_type, expected);
     // The same event has the same id at both endpoints.
-    let hr_ids: BTreeSet<String> = hr.received().iter().map(|r| r.header("webhook-id").unwrap().to_string()).collect();
-    let lms_ids: BTreeSet<String> = got.iter().map(|r| r.header("webhook-id").unwrap().to_string()).collect();
+    let hr_ids: BTreeSet<String> = hr
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_string())
+        .collect();
+    let lms_ids: BTreeSet<String> = got
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_string())
+        .collect();
     assert!(hr_ids.is_subset(&lms_ids), "{hr_ids:?} vs {lms_ids:?}");
     // user 1's events arrive at lms in commit order.
     let user_ids: Vec<EventId> = got
@@ -312,39 +358,70 @@ fn retries_honour_backoff_and_retry_after_and_dead_letters_can_be_retried() {
     let got = hooks.received();
     assert_eq!(got.len(), 7, "{got:#?}");
 
-    let attempts = |body: &[u8]| -> Vec<&Received> { got.iter().filter(|r| r.body == body).collect() };
+    let attempts =
+        |body: &[u8]| -> Vec<&Received> { got.iter().filter(|r| r.body == body).collect() };
     let ada = attempts(b"user_id=1");
     assert_eq!(ada.len(), 4);
-    assert!(ada.iter().all(|r| r.header("webhook-id") == ada[0].header("webhook-id")), "one id on every attempt");
+    assert!(
+        ada.iter()
+            .all(|r| r.header("webhook-id") == ada[0].header("webhook-id")),
+        "one id on every attempt"
+    );
     // Equal jitter: the nth wait is between half and all of 200 ms * 2^(n-1).
     for (n, pair) in ada.windows(2).enumerate() {
         let gap = pair[1].at - pair[0].at;
         let nominal = Duration::from_millis(200 * (1 << n));
-        assert!(gap >= nominal / 2, "attempt {} came after {gap:?}, before {:?}", n + 2, nominal / 2);
-        assert!(gap < nominal + Duration::from_millis(600), "attempt {} came after {gap:?}", n + 2);
+        assert!(
+            gap >= nominal / 2,
+            "attempt {} came after {gap:?}, before {:?}",
+            n + 2,
+            nominal / 2
+        );
+        assert!(
+            gap < nominal + Duration::from_millis(600),
+            "attempt {} came after {gap:?}",
+            n + 2
+        );
     }
     let grace = attempts(b"user_id=2");
     assert_eq!(grace.len(), 2);
-    assert!(grace[1].at - grace[0].at >= Duration::from_secs(2), "Retry-After: 2 honoured");
+    assert!(
+        grace[1].at - grace[0].at >= Duration::from_secs(2),
+        "Retry-After: 2 honoured"
+    );
     assert_eq!(grace[0].header("webhook-id"), grace[1].header("webhook-id"));
     let alan = attempts(b"user_id=3");
     assert_eq!(alan.len(), 1, "400 is not retried");
     let alan_id = alan[0].header("webhook-id").unwrap().to_string();
-    assert!(bridge.log().contains("rejected; moved to dead letters"), "{}", bridge.log());
+    assert!(
+        bridge.log().contains("rejected; moved to dead letters"),
+        "{}",
+        bridge.log()
+    );
 
     // The state directory is the running bridge's; stop it to use the CLI on it.
     assert!(bridge.stop().success());
     let (ok, out, err) = bridge.cli(&["dead-letters", "list", "--json"]);
     assert!(ok, "{err}");
-    let lines: Vec<Json> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Json> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1, "{out}");
     assert_eq!(lines[0]["endpoint"], "hr");
     assert_eq!(lines[0]["id"], alan_id.as_str());
     assert_eq!(lines[0]["event_type"], "user.created");
     assert_eq!(lines[0]["last_status"], 400);
-    assert!(lines[0]["reason"].as_str().unwrap().contains("400"), "{}", lines[0]);
+    assert!(
+        lines[0]["reason"].as_str().unwrap().contains("400"),
+        "{}",
+        lines[0]
+    );
     let (ok, _, err) = bridge.cli(&["dead-letters", "retry"]);
-    assert!(!ok && err.contains("--all"), "retry without a filter must refuse: {err}");
+    assert!(
+        !ok && err.contains("--all"),
+        "retry without a filter must refuse: {err}"
+    );
     let (ok, out, err) = bridge.cli(&["dead-letters", "retry", "--id", &alan_id]);
     assert!(ok, "{err}");
     assert!(out.contains("1 dead letter(s) put back"), "{out}");
@@ -354,7 +431,11 @@ fn retries_honour_backoff_and_retry_after_and_dead_letters_can_be_retried() {
     wait_for(&rt, &hooks, 8, 30, &bridge);
     let last = hooks.received().pop().unwrap();
     assert_eq!(last.body, b"user_id=3");
-    assert_eq!(last.header("webhook-id"), Some(alan_id.as_str()), "same id after dead-letters retry");
+    assert_eq!(
+        last.header("webhook-id"),
+        Some(alan_id.as_str()),
+        "same id after dead-letters retry"
+    );
     assert!(bridge.stop().success());
     let (_, out, _) = bridge.cli(&["dead-letters", "list"]);
     assert!(out.contains("0 dead letter(s)"), "{out}");
@@ -379,11 +460,15 @@ fn per_user_order_holds_at_concurrency_8_and_a_failing_user_blocks_no_one_else()
         "[[endpoints]]\nname = \"hr\"\nurl = \"{}\"\nevents = [\"user.updated\"]\nconcurrency = 8\nbackoff = {{ initial = \"100ms\", max = \"300ms\" }}\n",
         hooks.url("/")
     );
-    c.psql("INSERT INTO users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 20) g").unwrap();
+    c.psql(
+        "INSERT INTO users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 20) g",
+    )
+    .unwrap();
     let mut bridge = Bridge::start(&c, &endpoints, "");
     wait_streaming(&c, &bridge);
     for round in 1..=5 {
-        c.psql(&format!("UPDATE users SET job_title = 'title {round}'")).unwrap();
+        c.psql(&format!("UPDATE users SET job_title = 'title {round}'"))
+            .unwrap();
     }
     wait_for(&rt, &hooks, 100, 60, &bridge);
     std::thread::sleep(Duration::from_millis(500));
@@ -395,12 +480,18 @@ fn per_user_order_holds_at_concurrency_8_and_a_failing_user_blocks_no_one_else()
     // Every user's five events, each once, in commit order.
     let mut per_user: BTreeMap<String, Vec<EventId>> = BTreeMap::new();
     for r in &delivered {
-        per_user.entry(String::from_utf8(r.body.clone()).unwrap()).or_default().push(id_of(r));
+        per_user
+            .entry(String::from_utf8(r.body.clone()).unwrap())
+            .or_default()
+            .push(id_of(r));
     }
     assert_eq!(per_user.len(), 20);
     for (user, ids) in &per_user {
         assert_eq!(ids.len(), 5, "{user}: {ids:?}");
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{user} out of order: {ids:?}");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "{user} out of order: {ids:?}"
+        );
     }
     // While user 1 was failing, everyone else got all of theirs.
     let others_done = delivered
@@ -410,7 +501,12 @@ fn per_user_order_holds_at_concurrency_8_and_a_failing_user_blocks_no_one_else()
         .max()
         .unwrap();
     assert!(others_done < failing_until, "other users waited for user 1");
-    assert!(got.iter().filter(|r| r.body == b"user_id=1" && r.at < failing_until).count() >= 2);
+    assert!(
+        got.iter()
+            .filter(|r| r.body == b"user_id=1" && r.at < failing_until)
+            .count()
+            >= 2
+    );
     assert!(bridge.stop().success());
 }
 
@@ -462,7 +558,12 @@ fn kill_9_ten_times_during_10000_events_loses_nothing() {
         if distinct.len() == EVENTS {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "{} of {EVENTS} delivered\n{}", distinct.len(), bridge.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} of {EVENTS} delivered\n{}",
+            distinct.len(),
+            bridge.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // Duplicates (from kills between a delivery and its removal) carry the same id.
@@ -470,12 +571,18 @@ fn kill_9_ten_times_during_10000_events_loses_nothing() {
     let got = hooks.received();
     for r in &got {
         let id = r.header("webhook-id").unwrap().to_string();
-        let previous = id_of_body.entry(r.body.clone()).or_insert_with(|| id.clone());
+        let previous = id_of_body
+            .entry(r.body.clone())
+            .or_insert_with(|| id.clone());
         assert_eq!(*previous, id, "a duplicate with another id");
     }
     let ids: BTreeSet<&String> = id_of_body.values().collect();
     assert_eq!(ids.len(), EVENTS);
-    eprintln!("kill -9 x10: {EVENTS} events, {} requests, {} duplicates", got.len(), got.len() - EVENTS);
+    eprintln!(
+        "kill -9 x10: {EVENTS} events, {} requests, {} duplicates",
+        got.len(),
+        got.len() - EVENTS
+    );
     assert!(bridge.stop().success());
 }
 
@@ -492,7 +599,12 @@ fn a_dead_receiver_does_not_hold_wal_and_gets_everything_when_back() {
     wait_streaming(&c, &bridge);
     let addr = rt.block_on(async { hooks.stop() });
     c.psql("INSERT INTO users (email) SELECT 'd' || g || '@example.com' FROM generate_series(1, 200) g").unwrap();
-    let target: Lsn = c.psql("SELECT pg_current_wal_lsn()").unwrap().trim().parse().unwrap();
+    let target: Lsn = c
+        .psql("SELECT pg_current_wal_lsn()")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let start = Instant::now();
     loop {
         let confirmed: Lsn = c
@@ -504,10 +616,18 @@ fn a_dead_receiver_does_not_hold_wal_and_gets_everything_when_back() {
         if confirmed >= target {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "slot stuck at {confirmed} < {target}\n{}", bridge.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "slot stuck at {confirmed} < {target}\n{}",
+            bridge.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(bridge.log().contains("delivery failed; will retry"), "{}", bridge.log());
+    assert!(
+        bridge.log().contains("delivery failed; will retry"),
+        "{}",
+        bridge.log()
+    );
     let hooks = rt.block_on(Receiver::start_on(addr, always(200))).unwrap();
     wait_for(&rt, &hooks, 200, 60, &bridge);
     let distinct: BTreeSet<Vec<u8>> = hooks.received().into_iter().map(|r| r.body).collect();

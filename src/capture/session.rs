@@ -143,7 +143,10 @@ async fn session(
                     }
                 }
             }
-            info!(pending = store.pending_total(), "outbox below its bound: replication resumed");
+            info!(
+                pending = store.pending_total(),
+                "outbox below its bound: replication resumed"
+            );
         }
         let event = tokio::select! {
             event = stream.next() => event?,

@@ -57,8 +57,8 @@ struct Finished {
 
 impl Dispatcher {
     pub fn new(endpoint: EndpointConfig, store: Store) -> Result<Dispatcher, Error> {
-        let client = EndpointClient::new(&endpoint)
-            .map_err(|e| Error::definite(e.to_string(), None))?;
+        let client =
+            EndpointClient::new(&endpoint).map_err(|e| Error::definite(e.to_string(), None))?;
         Ok(Dispatcher {
             endpoint,
             client: Arc::new(client),
@@ -162,7 +162,12 @@ impl Dispatcher {
         let now = SystemTime::now();
         let Some(report) = f.report.clone() else {
             // The payload in the store is not an event we can read: nothing will fix it.
-            self.dead_letter(&f, None, "the stored event could not be decoded".into(), now)?;
+            self.dead_letter(
+                &f,
+                None,
+                "the stored event could not be decoded".into(),
+                now,
+            )?;
             return Ok(());
         };
         match report.attempt {

@@ -139,7 +139,11 @@ mod tests {
         q.push(id(1), "u1", None);
         q.push(id(2), "u1", None);
         assert_eq!(q.next_ready(), Some((id(1), "u1".into())));
-        assert_eq!(q.next_ready(), None, "u1's second event waits for its first");
+        assert_eq!(
+            q.next_ready(),
+            None,
+            "u1's second event waits for its first"
+        );
         q.finish("u1", id(1));
         assert_eq!(q.next_ready(), Some((id(2), "u1".into())));
         q.finish("u1", id(2));

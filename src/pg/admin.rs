@@ -12,7 +12,7 @@ use crate::pg::wire::WireError;
 pub enum AdminError {
     #[error(transparent)]
     Connect(#[from] WireError),
-    #[error("query failed: {0}")]
+    #[error("query failed: {}", with_cause(.0))]
     Query(#[source] tokio_postgres::Error),
     #[error("wal_level is {actual:?}, but logical replication needs \"logical\"")]
     WalLevel { actual: String },
@@ -70,6 +70,55 @@ pub struct SlotInfo {
     pub retained_bytes: Option<i64>,
 }
 
+/// Server settings the prerequisites depend on, and how much of the replication capacity is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// `server_version_num`, e.g. 150004.
+    pub version_num: i32,
+    /// `server_version`, e.g. "15.4 (Debian 15.4-1)".
+    pub version: String,
+    pub wal_level: String,
+    pub server_encoding: String,
+    pub max_replication_slots: i32,
+    pub max_wal_senders: i32,
+    /// Rows of `pg_replication_slots`, whatever their kind.
+    pub slots_used: i32,
+    /// Rows of `pg_stat_replication`: walsenders streaming now.
+    pub wal_senders_used: i32,
+    pub database: String,
+}
+
+/// The session's role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    pub name: String,
+    pub superuser: bool,
+    pub replication: bool,
+}
+
+/// What the bridge needs to know about one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    /// `relreplident`: `d` default, `n` nothing, `f` full, `i` index.
+    pub replica_identity: char,
+    /// Live columns, in table order.
+    pub columns: Vec<String>,
+    /// The session's role may SELECT from it.
+    pub can_select: bool,
+    /// The session's role has USAGE on its schema.
+    pub schema_usage: bool,
+}
+
+/// A row of `pg_publication`: which operations it publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicationInfo {
+    pub all_tables: bool,
+    pub insert: bool,
+    pub update: bool,
+    pub delete: bool,
+    pub truncate: bool,
+}
+
 /// An ordinary SQL connection.
 pub struct Admin {
     client: tokio_postgres::Client,
@@ -110,6 +159,115 @@ impl Admin {
         } else {
             Err(AdminError::WalLevel { actual })
         }
+    }
+
+    pub async fn server_settings(&self) -> Result<ServerSettings, AdminError> {
+        let r = self
+            .client
+            .query_one(
+                "SELECT current_setting('server_version_num')::int, \
+                        current_setting('server_version'), current_setting('wal_level'), \
+                        current_setting('server_encoding'), \
+                        current_setting('max_replication_slots')::int, \
+                        current_setting('max_wal_senders')::int, \
+                        (SELECT count(*) FROM pg_replication_slots)::int, \
+                        (SELECT count(*) FROM pg_stat_replication)::int, \
+                        current_database()::text",
+                &[],
+            )
+            .await
+            .map_err(AdminError::Query)?;
+        Ok(ServerSettings {
+            version_num: get(&r, 0)?,
+            version: get(&r, 1)?,
+            wal_level: get(&r, 2)?,
+            server_encoding: get(&r, 3)?,
+            max_replication_slots: get(&r, 4)?,
+            max_wal_senders: get(&r, 5)?,
+            slots_used: get(&r, 6)?,
+            wal_senders_used: get(&r, 7)?,
+            database: get(&r, 8)?,
+        })
+    }
+
+    pub async fn current_role(&self) -> Result<RoleInfo, AdminError> {
+        let r = self
+            .client
+            .query_one(
+                "SELECT rolname::text, rolsuper, rolreplication FROM pg_roles \
+                 WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(AdminError::Query)?;
+        Ok(RoleInfo {
+            name: get(&r, 0)?,
+            superuser: get(&r, 1)?,
+            replication: get(&r, 2)?,
+        })
+    }
+
+    /// The table named exactly `table` (no case folding), or `None` when there is no such
+    /// ordinary or partitioned table.
+    pub async fn table_info(&self, table: &TableName) -> Result<Option<TableInfo>, AdminError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT c.relreplident::text, \
+                        has_table_privilege(c.oid, 'SELECT'), \
+                        has_schema_privilege(n.oid, 'USAGE'), \
+                        ARRAY(SELECT a.attname::text FROM pg_attribute a \
+                              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                              ORDER BY a.attnum) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+                &[&table.schema, &table.name],
+            )
+            .await
+            .map_err(AdminError::Query)?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let ident: String = get(r, 0)?;
+        Ok(Some(TableInfo {
+            replica_identity: ident.chars().next().unwrap_or('d'),
+            can_select: get(r, 1)?,
+            schema_usage: get(r, 2)?,
+            columns: get(r, 3)?,
+        }))
+    }
+
+    pub async fn publication_info(
+        &self,
+        name: &str,
+    ) -> Result<Option<PublicationInfo>, AdminError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate \
+                 FROM pg_publication WHERE pubname = $1",
+                &[&name],
+            )
+            .await
+            .map_err(AdminError::Query)?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(PublicationInfo {
+            all_tables: get(r, 0)?,
+            insert: get(r, 1)?,
+            update: get(r, 2)?,
+            delete: get(r, 3)?,
+            truncate: get(r, 4)?,
+        }))
+    }
+
+    /// Runs `sql` (one or more statements, simple query protocol, outside a transaction block).
+    pub async fn execute(&self, sql: &str) -> Result<(), AdminError> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(AdminError::Query)
     }
 
     pub async fn current_wal_lsn(&self) -> Result<Lsn, AdminError> {
@@ -285,6 +443,14 @@ impl Admin {
             .await
             .map_err(AdminError::Query)?;
         Ok(())
+    }
+}
+
+/// tokio-postgres' Display says only "db error"; the operator needs the server's message.
+fn with_cause(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
