@@ -17,6 +17,7 @@
 //! - [`capture`]: replication + store: committed transactions, resumable after a crash.
 //! - [`detect`]: the rules: row changes in, events out; the capture handler that stores them.
 //! - [`preflight`]: `check` and `setup`: the database's prerequisites, findings and fixes.
+//! - [`teardown`]: the `teardown` command: drop the slot (and publication) when nothing is owed.
 //! - [`tail`]: the `tail` command's JSON lines.
 //! - [`dead_letters`]: the `dead-letters` command: list, retry, purge.
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
@@ -45,6 +46,7 @@ pub mod preflight;
 pub mod receiver;
 pub mod store;
 pub mod tail;
+pub mod teardown;
 
 pub use error::Error;
 pub use lsn::Lsn;

@@ -13,7 +13,7 @@ use fuse_cdc_bridge::event::EventId;
 use fuse_cdc_bridge::pg::dsn::ConnectParams;
 use fuse_cdc_bridge::preflight::{self, OutputFormat, SetupOptions};
 use fuse_cdc_bridge::store::Store;
-use fuse_cdc_bridge::{app, dead_letters, demo, tail, Error};
+use fuse_cdc_bridge::{app, dead_letters, demo, tail, teardown, Error};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +41,18 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Drop the replication slot (and with --drop-publication the publication) so an abandoned
+    /// slot cannot fill the database's disk. Refuses while webhooks are still owed.
+    Teardown {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Drop the slot even if the outbox still holds undelivered events.
+        #[arg(long)]
+        force: bool,
+        /// Also drop the publication.
+        #[arg(long)]
+        drop_publication: bool,
     },
     /// List, retry or purge the events an endpoint refused or that ran out of attempts.
     DeadLetters {
@@ -226,6 +238,19 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
         }
         Command::Run { config } => {
             app::run(Config::load(&config)?, shutdown).await?;
+            true
+        }
+        Command::Teardown {
+            config,
+            force,
+            drop_publication,
+        } => {
+            let config = Config::load(&config)?;
+            let opts = teardown::TeardownOptions {
+                force,
+                drop_publication,
+            };
+            teardown::run(&config, opts, &mut stdout).await?;
             true
         }
         Command::DeadLetters { action } => {

@@ -681,3 +681,61 @@ fn backpressure_pauses_and_resumes_with_a_tiny_bound_losing_nothing() {
     assert!(bridge.stop().success());
     let _ = Path::new("");
 }
+
+#[test]
+fn teardown_refuses_while_webhooks_are_owed_and_drops_the_slot_when_forced() {
+    let c = cluster();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hooks = rt.block_on(Receiver::start(always(503))).unwrap();
+    let endpoints = format!(
+        "[[endpoints]]\nname = \"hr\"\nurl = \"{}\"\nevents = [\"user.created\"]\n",
+        hooks.url("/")
+    );
+    let mut bridge = Bridge::start(&c, &endpoints, "");
+    wait_streaming(&c, &bridge);
+    c.psql("INSERT INTO users (email) VALUES ('owed@example.com')")
+        .unwrap();
+    wait_for(&rt, &hooks, 1, 30, &bridge);
+
+    let (ok, _, err) = bridge.cli(&["teardown"]);
+    assert!(!ok && err.contains("the bridge is running"), "{err}");
+    assert!(bridge.stop().success());
+
+    let (ok, out, err) = bridge.cli(&["teardown"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("1 webhook(s) are still owed (hr: 1)"), "{err}");
+    assert!(err.contains("hint: ") && err.contains("--force"), "{err}");
+    let slots = || {
+        c.psql("SELECT count(*) FROM pg_replication_slots")
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(slots(), "1");
+
+    let (ok, out, err) = bridge.cli(&["teardown", "--force", "--drop-publication"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "run: SELECT pg_drop_replication_slot('fuse_cdc_bridge');\n\
+         note: 1 undelivered webhook(s) stay in the state directory; `run` would deliver them after `setup` re-creates the slot\n\
+         run: DROP PUBLICATION \"fuse_cdc_bridge\";\n\
+         teardown: done\n"
+    );
+    assert_eq!(slots(), "0");
+    assert_eq!(
+        c.psql("SELECT count(*) FROM pg_publication")
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    // Again: nothing left to do, and it says so.
+    let (ok, out, _) = bridge.cli(&["teardown", "--force", "--drop-publication"]);
+    assert!(ok);
+    assert_eq!(
+        out,
+        "ok: replication slot \"fuse_cdc_bridge\" does not exist\n\
+         ok: publication \"fuse_cdc_bridge\" does not exist\n\
+         teardown: done\n"
+    );
+}
