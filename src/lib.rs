@@ -18,6 +18,7 @@
 //! - [`detect`]: the rules: row changes in, events out; the capture handler that stores them.
 //! - [`preflight`]: `check` and `setup`: the database's prerequisites, findings and fixes.
 //! - [`teardown`]: the `teardown` command: drop the slot (and publication) when nothing is owed.
+//! - [`systemd`]: the unit file `systemd-unit` prints.
 //! - [`tail`]: the `tail` command's JSON lines.
 //! - [`dead_letters`]: the `dead-letters` command: list, retry, purge.
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
@@ -45,6 +46,7 @@ pub mod pgoutput;
 pub mod preflight;
 pub mod receiver;
 pub mod store;
+pub mod systemd;
 pub mod tail;
 pub mod teardown;
 

@@ -54,6 +54,11 @@ enum Command {
         #[arg(long)]
         drop_publication: bool,
     },
+    /// Print a systemd unit for this binary and config file (save it, then `systemctl enable`).
+    SystemdUnit {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// List, retry or purge the events an endpoint refused or that ran out of attempts.
     DeadLetters {
         #[command(subcommand)]
@@ -251,6 +256,22 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
                 drop_publication,
             };
             teardown::run(&config, opts, &mut stdout).await?;
+            true
+        }
+        Command::SystemdUnit { config } => {
+            let loaded = Config::load(&config)?;
+            let binary = std::env::current_exe()
+                .map_err(|e| Error::io("finding this program's path", e))?;
+            let config = std::path::absolute(&config)
+                .map_err(|e| Error::io("resolving the config path", e))?;
+            print!(
+                "{}",
+                fuse_cdc_bridge::systemd::unit(
+                    &binary.display().to_string(),
+                    &config.display().to_string(),
+                    &loaded.state.dir.display().to_string(),
+                )
+            );
             true
         }
         Command::DeadLetters { action } => {
