@@ -156,10 +156,52 @@ fn tail_rejects_a_bad_config_with_its_key_path() {
     assert!(stderr.contains("postgres.slot"), "{stderr}");
 }
 
+const EVENT_TYPES: [&str; 6] = [
+    "user.created",
+    "user.updated",
+    "learning_plan.created",
+    "learning_plan.completed",
+    "scorm.completed",
+    "event_attendance.updated",
+];
+
+/// The text between `before` and the next `after` on the first line holding `before`.
+fn between<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
+    let start = text
+        .find(before)
+        .unwrap_or_else(|| panic!("no {before:?} in:\n{text}"))
+        + before.len();
+    let rest = &text[start..];
+    &rest[..rest.find(after).unwrap_or(rest.len())]
+}
+
+/// What every demo run must leave behind: nothing. Its cluster's and state's temp dirs are gone
+/// and nothing listens on the cluster's port.
+fn assert_cleaned_up(stdout: &str) {
+    let cluster_dir = between(stdout, "files in ", "\n");
+    let state_dir = between(stdout, "state in ", "…");
+    let port: u16 = between(stdout, "on 127.0.0.1:", ",").parse().unwrap();
+    for dir in [cluster_dir, state_dir] {
+        assert!(
+            !std::path::Path::new(dir).exists(),
+            "{dir} outlived the demo"
+        );
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "PostgreSQL still listens on {port}"
+    );
+    assert!(
+        stdout.contains("Stopped PostgreSQL and removed"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn demo_runs_for_its_duration_and_cleans_up() {
     let out = Command::new(BIN)
-        .args(["demo", "--duration", "6"])
+        .args(["demo", "--duration", "8"])
+        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -169,17 +211,75 @@ fn demo_runs_for_its_duration_and_cleans_up() {
         "demo failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for table in [
-        "users",
-        "learning_plans",
-        "learning_plan_enrollments",
-        "scorm_attempts",
-        "event_attendances",
-    ] {
+    for event_type in EVENT_TYPES {
         assert!(
-            stdout.contains(&format!("insert {table}")),
-            "no insert into {table} shown:\n{stdout}"
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!(" lms        json  {event_type} "))
+                    && l.ends_with("verified")
+                    && l.trim_start()
+                        .split(' ')
+                        .next()
+                        .is_some_and(|ms| ms.parse::<u64>().is_ok())),
+            "no verified {event_type} webhook with its latency:\n{stdout}"
         );
     }
-    assert!(stdout.contains("Summary after"), "{stdout}");
+    assert!(
+        stdout.contains("hr-system  form  user.created "),
+        "the form endpoint got nothing:\n{stdout}"
+    );
+    assert!(stdout.contains("Summary: "), "{stdout}");
+    assert!(
+        stdout.contains("latency (COMMIT sent → arrived): p50 "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("unexpected webhooks: 0\n"), "{stdout}");
+    assert!(!stdout.contains("INVALID"), "{stdout}");
+    assert_cleaned_up(&stdout);
+}
+
+#[test]
+fn demo_stops_cleanly_on_sigint() {
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    // Interrupt once webhooks flow, as a user pressing Ctrl-C would.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.contains("user.updated") && line.ends_with("verified") {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    for line in lines {
+        stdout.push_str(&line.unwrap());
+        stdout.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        status.success(),
+        "demo exited with {status}: {stderr}\n{stdout}"
+    );
+    assert!(stdout.contains("Summary: "), "{stdout}");
+    assert_cleaned_up(&stdout);
 }
