@@ -99,8 +99,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Start a throwaway PostgreSQL with the reference Fuse schema, generate activity and show
-    /// what the bridge captures. Needs only PostgreSQL's server binaries.
+    /// Start a throwaway PostgreSQL with the reference Fuse schema, a local webhook receiver and
+    /// the bridge; generate Fuse activity and show each webhook as it arrives. Needs only
+    /// PostgreSQL's server binaries. --duration counts from the start of the activity.
     Demo {
         /// Stop after this long ("20s", "2m"; a bare number is seconds). Default: until Ctrl-C.
         #[arg(long, value_parser = parse_duration_arg)]
@@ -179,7 +180,12 @@ fn parse_duration_arg(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo's output is the webhooks on stdout; the bridge's info lines would drown them.
+    let default_level = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -338,9 +344,9 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
