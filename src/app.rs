@@ -1,4 +1,5 @@
-//! `run`: capture → detect → outbox → delivery, wired together, with a clean shutdown.
+//! `run`: capture → detect → outbox → delivery, wired together, with a clean shutdown; and
+//! beside them the HTTP listener (metrics, health, admin) and the lag sampler.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -9,8 +10,11 @@ use tracing::{error, info, warn};
 use crate::capture::{self, CaptureSettings, Progress};
 use crate::config::Config;
 use crate::detect::Detector;
-use crate::dispatch::{unix_ms, Dispatcher, Wakeups};
+use crate::dispatch::{unix_ms, Dispatcher, Observer, Wakeups};
+use crate::metrics::lag::{self, LastCommit};
+use crate::metrics::{Counted, Metrics};
 use crate::pg::dsn::ConnectParams;
+use crate::status::Failures;
 use crate::store::{DeadLetter, Store};
 use crate::Error;
 
@@ -21,9 +25,10 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     refuse_definite_problems(&config).await?;
     let store = Store::open(&config.state.dir)?;
     dead_letter_orphans(&store, &config)?;
+    let listener = crate::http::bind(config.http.listen).await?;
 
     let mut settings = CaptureSettings::new(
-        params,
+        params.clone(),
         &config.postgres.slot,
         &config.postgres.publication,
         config.tables(),
@@ -33,18 +38,56 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let rescan = Arc::new(Notify::new());
+    let metrics = Arc::new(Metrics::new(&config));
+    let failures = Arc::new(Failures::default());
+    let last_commit = Arc::new(LastCommit::default());
+    let observer = Observer {
+        metrics: Arc::clone(&metrics),
+        failures: Arc::clone(&failures),
+    };
+    let mut rescans = Vec::new();
     let mut dispatchers = tokio::task::JoinSet::new();
     for endpoint in &config.endpoints {
-        let dispatcher = Dispatcher::new(endpoint.clone(), store.clone())?;
+        let dispatcher =
+            Dispatcher::new(endpoint.clone(), store.clone())?.observed(observer.clone());
+        let rescan = Arc::new(Notify::new());
+        rescans.push(Arc::clone(&rescan));
         let wake = Wakeups {
             committed: progress_rx.clone(),
-            rescan: Arc::clone(&rescan),
+            rescan,
         };
         dispatchers.spawn(dispatcher.run(wake, stop_rx.clone()));
     }
 
+    let http_state = crate::http::State {
+        config: config.clone(),
+        store: store.clone(),
+        metrics: Arc::clone(&metrics),
+        progress: progress_rx.clone(),
+        failures,
+        rescans,
+    };
+    // Aborted (closing every connection) when run returns.
+    let server = AbortOnDrop(tokio::spawn(crate::http::serve(
+        listener,
+        Arc::new(http_state),
+    )));
+    tokio::spawn(lag::refresh(
+        params,
+        config.postgres.slot.clone(),
+        Arc::clone(&metrics),
+        Arc::clone(&last_commit),
+        progress_rx.clone(),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(lag::watch_connection(
+        progress_rx.clone(),
+        Arc::clone(&metrics),
+        stop_rx.clone(),
+    ));
+
     let mut detector = Detector::from_config(&config);
+    let mut detector = Counted::new(&mut detector, metrics, last_commit);
     let capture_stop = stop_rx.clone();
     let mut shutdown = shutdown;
     let result = {
@@ -72,7 +115,16 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     }
     store.flush().await?;
     info!(pending = store.pending_total(), "stopped");
+    drop(server);
     result
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `run` validates what `check` validates and refuses to start on a definite problem.

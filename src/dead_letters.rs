@@ -1,7 +1,9 @@
 //! The `dead-letters` command: list, retry or purge the events endpoints refused or that ran out
-//! of attempts, filtered by endpoint, event type and id.
+//! of attempts, filtered by endpoint, event type and id. While `run` holds the state directory
+//! the command goes through its admin routes ([`crate::status::Access`]), which call these same
+//! functions.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::EventType;
 use crate::event::{Event, EventId};
@@ -32,7 +34,7 @@ impl Filter {
 }
 
 /// One dead letter as the operator sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listed {
     pub endpoint: String,
     pub id: String,

@@ -21,6 +21,11 @@
 //! - [`systemd`]: the unit file `systemd-unit` prints.
 //! - [`tail`]: the `tail` command's JSON lines.
 //! - [`dead_letters`]: the `dead-letters` command: list, retry, purge.
+//! - [`status`]: the `status` command and `/admin/status`: checkpoint, slot, outbox, failures;
+//!   reaching a running bridge over its admin routes.
+//! - [`metrics`]: the Prometheus series, the lag sampler and the counting capture handler.
+//! - [`http`]: the listener of `run`: `/metrics`, `/healthz`, `/readyz`, loopback-only `/admin`;
+//!   and the admin client.
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
 //! - [`receiver`]: a loopback webhook receiver for the demo and the tests.
 //! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
@@ -40,11 +45,14 @@ pub mod dispatch;
 pub mod ephemeral;
 pub mod error;
 pub mod event;
+pub mod http;
 pub mod lsn;
+pub mod metrics;
 pub mod pg;
 pub mod pgoutput;
 pub mod preflight;
 pub mod receiver;
+pub mod status;
 pub mod store;
 pub mod systemd;
 pub mod tail;

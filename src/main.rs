@@ -12,7 +12,7 @@ use fuse_cdc_bridge::config::{Config, EventType};
 use fuse_cdc_bridge::event::EventId;
 use fuse_cdc_bridge::pg::dsn::ConnectParams;
 use fuse_cdc_bridge::preflight::{self, OutputFormat, SetupOptions};
-use fuse_cdc_bridge::store::Store;
+use fuse_cdc_bridge::status::{self, Access};
 use fuse_cdc_bridge::{app, dead_letters, demo, tail, teardown, Error};
 
 #[derive(Parser)]
@@ -59,7 +59,22 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Where the bridge stands: checkpoint, slot and retained WAL, and per endpoint the outbox
+    /// depth, the oldest undelivered event's age, dead letters and the last delivery error.
+    ///
+    /// Asks the running bridge (over [http].listen) when it holds the state directory; reads the
+    /// state directly otherwise. Exits 1 when the database could not be queried (the local
+    /// state is still printed).
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// List, retry or purge the events an endpoint refused or that ran out of attempts.
+    ///
+    /// Works while `run` is running (through its admin routes on [http].listen).
     DeadLetters {
         #[command(subcommand)]
         action: DeadLetterAction,
@@ -266,8 +281,8 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
         }
         Command::SystemdUnit { config } => {
             let loaded = Config::load(&config)?;
-            let binary = std::env::current_exe()
-                .map_err(|e| Error::io("finding this program's path", e))?;
+            let binary =
+                std::env::current_exe().map_err(|e| Error::io("finding this program's path", e))?;
             let config = std::path::absolute(&config)
                 .map_err(|e| Error::io("resolving the config path", e))?;
             print!(
@@ -280,8 +295,18 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
             );
             true
         }
+        Command::Status { config, json } => {
+            let config = Config::load(&config)?;
+            let status = Access::open(&config)?.status(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string(&status).unwrap_or_default());
+            } else {
+                print!("{}", status::render_table(&status));
+            }
+            status.database.error.is_none()
+        }
         Command::DeadLetters { action } => {
-            dead_letters_command(action)?;
+            dead_letters_command(action).await?;
             true
         }
     };
@@ -292,14 +317,14 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
     })
 }
 
-fn dead_letters_command(action: DeadLetterAction) -> Result<(), Error> {
-    let open = |select: &Select| -> Result<Store, Error> {
+async fn dead_letters_command(action: DeadLetterAction) -> Result<(), Error> {
+    let open = |select: &Select| -> Result<Access, Error> {
         let config = Config::load(&select.config)?;
-        Ok(Store::open(&config.state.dir)?)
+        Access::open(&config)
     };
     match action {
         DeadLetterAction::List { select, json } => {
-            let letters = dead_letters::list(&open(&select)?, &select.filter())?;
+            let letters = open(&select)?.dead_letters(&select.filter()).await?;
             if json {
                 for letter in &letters {
                     println!("{}", serde_json::to_string(letter).unwrap_or_default());
@@ -309,11 +334,11 @@ fn dead_letters_command(action: DeadLetterAction) -> Result<(), Error> {
             }
         }
         DeadLetterAction::Retry { select, all } => {
-            let n = dead_letters::retry(&open(&select)?, &select.filter(), all)?;
+            let n = open(&select)?.retry(&select.filter(), all).await?;
             println!("{n} dead letter(s) put back in the outbox");
         }
         DeadLetterAction::Purge { select, all } => {
-            let n = dead_letters::purge(&open(&select)?, &select.filter(), all)?;
+            let n = open(&select)?.purge(&select.filter(), all).await?;
             println!("{n} dead letter(s) purged");
         }
     }
@@ -346,7 +371,8 @@ fn shutdown_signal() -> watch::Receiver<bool> {
 
 fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -57,7 +57,8 @@ impl Bridge {
     fn start(c: &Cluster, endpoints: &str, outbox: &str) -> Bridge {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
-            "[postgres]\nurl = \"{}\"\n[state]\ndir = \"{}\"\n[outbox]\n{outbox}\n{endpoints}\n",
+            // Port 0: tests run in parallel, each bridge with its own listener.
+            "[postgres]\nurl = \"{}\"\n[state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[outbox]\n{outbox}\n{endpoints}\n",
             c.superuser_url(),
             dir.path().join("state").display()
         );

@@ -85,8 +85,8 @@ pub enum PayloadFormat {
     Json,
 }
 
-/// One `[[endpoints]]` entry.
-#[derive(Clone, Debug)]
+/// One `[[endpoints]]` entry. `Debug` hides a password in the url (the secret hides itself).
+#[derive(Clone)]
 pub struct EndpointConfig {
     pub name: String,
     /// An `http` or `https` URL.
@@ -105,6 +105,28 @@ pub struct EndpointConfig {
     /// Age after which an undelivered event is dead-lettered (default 3d).
     pub max_age: Duration,
     pub backoff: BackoffConfig,
+}
+
+impl std::fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut url = self.url.clone();
+        if url.password().is_some() {
+            // Only fails for urls that cannot have a password, and this one has one.
+            let _ = url.set_password(Some("***"));
+        }
+        f.debug_struct("EndpointConfig")
+            .field("name", &self.name)
+            .field("url", &url.as_str())
+            .field("events", &self.events)
+            .field("format", &self.format)
+            .field("secret", &self.secret)
+            .field("timeout", &self.timeout)
+            .field("concurrency", &self.concurrency)
+            .field("max_attempts", &self.max_attempts)
+            .field("max_age", &self.max_age)
+            .field("backoff", &self.backoff)
+            .finish()
+    }
 }
 
 impl EndpointConfig {

@@ -67,17 +67,9 @@ impl EndpointClient {
             })?),
             None => None,
         };
-        let tls = tls_config(&endpoint, config.url.scheme() == "https")?;
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
+        let http = client_builder(&endpoint, config.url.scheme() == "https")?
             .timeout(config.timeout)
             .pool_max_idle_per_host(config.concurrency)
-            // A receiver that redirects is misconfigured, and POST semantics across redirects
-            // are murky (301/302 turn into GET in many clients): report it, don't follow it.
-            .redirect(Policy::none())
-            // Always preconfigured: without it reqwest would look for a process-wide rustls
-            // provider and panic when there is none.
-            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| DeliveryError::Client {
                 endpoint: endpoint.clone(),
@@ -177,6 +169,23 @@ impl EndpointClient {
     }
 }
 
+/// A reqwest client builder as every HTTP client of ours needs it (`name` is for errors; `https`
+/// whether it must verify servers with the system's CA certificates).
+pub(crate) fn client_builder(
+    name: &str,
+    https: bool,
+) -> Result<reqwest::ClientBuilder, DeliveryError> {
+    let tls = tls_config(name, https)?;
+    Ok(reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        // A receiver that redirects is misconfigured, and POST semantics across redirects are
+        // murky (301/302 turn into GET in many clients): report it, don't follow it.
+        .redirect(Policy::none())
+        // Always preconfigured: without it reqwest would look for a process-wide rustls
+        // provider and panic when there is none.
+        .tls_backend_preconfigured(tls))
+}
+
 /// The start of a response body, and whether reading it failed.
 struct Body {
     start: Vec<u8>,
@@ -226,7 +235,7 @@ fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) 
 
 /// The causes of a reqwest error, outermost first, without reqwest's own outer text (which
 /// quotes the url, and urls can carry credentials).
-fn describe_chain(e: &reqwest::Error) -> String {
+pub(crate) fn describe_chain(e: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -5,8 +5,10 @@
 //! up to the endpoint's concurrency. A failing event waits for its retry without holding back
 //! other users. Every outcome is written to the store before the next event of that key goes.
 
+mod observe;
 mod queue;
 
+pub use observe::Observer;
 pub use queue::KeyedQueue;
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use crate::delivery::client::EndpointClient;
 use crate::delivery::outcome::{Attempt, AttemptReport};
 use crate::delivery::retry;
 use crate::event::{Event, EventId};
+use crate::metrics::Outcome;
 use crate::store::{DeadLetter, DeliveryState, Store};
 use crate::Error;
 
@@ -44,12 +47,15 @@ pub struct Dispatcher {
     queue: KeyedQueue,
     /// The newest id read from the outbox; later commits only add larger ones.
     last_seen: Option<EventId>,
+    observer: Option<Observer>,
 }
 
 struct Finished {
     id: EventId,
     key: String,
     report: Option<AttemptReport>,
+    /// The event's commit time, when its payload could be read.
+    commit_time: Option<i64>,
     /// The entry as sent, to write its new state.
     state: DeliveryState,
     payload: Vec<u8>,
@@ -65,7 +71,33 @@ impl Dispatcher {
             store,
             queue: KeyedQueue::default(),
             last_seen: None,
+            observer: None,
         })
+    }
+
+    /// Reports every attempt's outcome to `observer`.
+    pub fn observed(mut self, observer: Observer) -> Dispatcher {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(
+        &self,
+        f: &Finished,
+        outcome: Outcome,
+        failure: Option<(Option<u16>, &str)>,
+        now: SystemTime,
+    ) {
+        if let Some(observer) = &self.observer {
+            observer.report(observe::Report {
+                endpoint: &self.endpoint.name,
+                id: f.id,
+                outcome,
+                commit_time: f.commit_time,
+                failure,
+                now,
+            });
+        }
     }
 
     /// Runs until `shutdown`; then waits (a little) for requests in flight.
@@ -162,23 +194,22 @@ impl Dispatcher {
         let now = SystemTime::now();
         let Some(report) = f.report.clone() else {
             // The payload in the store is not an event we can read: nothing will fix it.
-            self.dead_letter(
-                &f,
-                None,
-                "the stored event could not be decoded".into(),
-                now,
-            )?;
+            let reason = "the stored event could not be decoded";
+            self.observe(&f, Outcome::DeadLettered, Some((None, reason)), now);
+            self.dead_letter(&f, None, reason.into(), now)?;
             return Ok(());
         };
         match report.attempt {
             Attempt::Delivered { status } => {
                 debug!(endpoint = %name, event_id = %f.id, status, latency_ms = report.latency.as_millis() as u64, "delivered");
                 self.store.delivered(&name, f.id)?;
+                self.observe(&f, Outcome::Delivered, None, now);
                 self.queue.finish(&f.key, f.id);
             }
             Attempt::Reject { status, error } => {
                 warn!(endpoint = %name, event_id = %f.id, status, attempt = f.state.attempts + 1,
                     error = %error, "rejected; moved to dead letters");
+                self.observe(&f, Outcome::Rejected, Some((status, &error)), now);
                 self.dead_letter(&f, status, error, now)?;
             }
             Attempt::Retry {
@@ -203,6 +234,7 @@ impl Dispatcher {
                         error = %error, "retries exhausted; moved to dead letters");
                     let reason = format!("gave up after {} attempts: {error}", state.attempts);
                     let f = Finished { state, ..f };
+                    self.observe(&f, Outcome::DeadLettered, Some((status, &reason)), now);
                     return self.dead_letter(&f, status, reason, now);
                 }
                 let delay = retry::backoff_delay(
@@ -217,6 +249,7 @@ impl Dispatcher {
                 warn!(endpoint = %name, event_id = %f.id, status, attempt = state.attempts,
                     retry_in_ms = delay.as_millis() as u64, error = %error, "delivery failed; will retry");
                 self.store.update_state(&name, f.id, &state, &f.payload)?;
+                self.observe(&f, Outcome::Retry, Some((status, &error)), now);
                 self.queue.retry_at(&f.key, due);
             }
         }
@@ -252,14 +285,18 @@ async fn send(
     state: DeliveryState,
     payload: Vec<u8>,
 ) -> Finished {
-    let report = match Event::from_bytes(&payload) {
-        Ok(event) => Some(client.send(&id, &event).await),
-        Err(_) => None,
+    let (report, commit_time) = match Event::from_bytes(&payload) {
+        Ok(event) => (
+            Some(client.send(&id, &event).await),
+            Some(event.commit_time),
+        ),
+        Err(_) => (None, None),
     };
     Finished {
         id,
         key,
         report,
+        commit_time,
         state,
         payload,
     }

@@ -6,6 +6,7 @@
 //! checkpoint that moves past them: after a crash either both are there or neither is.
 
 mod checkpoint;
+mod counts;
 mod keys;
 mod outbox;
 
