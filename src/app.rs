@@ -21,8 +21,11 @@ use crate::Error;
 /// Runs the bridge until `shutdown` (Ok) or a definite error (Err). Transient errors are retried
 /// inside capture and delivery.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let mut shutdown = shutdown;
     let params = ConnectParams::parse(config.postgres.url.expose())?;
-    refuse_definite_problems(&config).await?;
+    if !refuse_definite_problems(&config, &mut shutdown).await? {
+        return Ok(());
+    }
     let store = Store::open(&config.state.dir)?;
     dead_letter_orphans(&store, &config)?;
     let listener = crate::http::bind(config.http.listen).await?;
@@ -89,7 +92,6 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     let mut detector = Detector::from_config(&config);
     let mut detector = Counted::new(&mut detector, metrics, last_commit);
     let capture_stop = stop_rx.clone();
-    let mut shutdown = shutdown;
     let result = {
         let capture = capture::run(&settings, &store, &mut detector, &progress_tx, capture_stop);
         tokio::pin!(capture);
@@ -128,11 +130,32 @@ impl Drop for AbortOnDrop {
 }
 
 /// `run` validates what `check` validates and refuses to start on a definite problem.
-async fn refuse_definite_problems(config: &Config) -> Result<(), Error> {
-    let report = crate::preflight::inspect(config).await?;
-    match crate::preflight::definite_error(&report) {
-        Some(e) => Err(e),
-        None => Ok(()),
+/// A database that cannot be reached yet (down, restarting, a network blip) is waited for with
+/// backoff, like a dropped connection later on; `Ok(false)` means a stop was asked meanwhile.
+async fn refuse_definite_problems(
+    config: &Config,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, Error> {
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        match crate::preflight::inspect(config).await {
+            Ok(report) => {
+                return match crate::preflight::definite_error(&report) {
+                    Some(e) => Err(e),
+                    None => Ok(true),
+                }
+            }
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, hint = e.hint().unwrap_or_default(), retry_in = ?delay,
+                    "cannot check the database yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = capture::stopped(shutdown) => return Ok(false),
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

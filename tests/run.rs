@@ -740,3 +740,39 @@ fn teardown_refuses_while_webhooks_are_owed_and_drops_the_slot_when_forced() {
          teardown: done\n"
     );
 }
+
+#[test]
+fn run_waits_for_a_database_that_is_down_at_start() {
+    let mut c = cluster();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hooks = rt.block_on(Receiver::start(always(200))).unwrap();
+    let endpoints = format!(
+        "[[endpoints]]\nname = \"hr\"\nurl = \"{}\"\nevents = [\"user.created\"]\n",
+        hooks.url("/")
+    );
+    c.stop(fuse_cdc_bridge::ephemeral::StopMode::Fast).unwrap();
+    let mut bridge = Bridge::start(&c, &endpoints, "");
+    let start = Instant::now();
+    while !bridge
+        .log()
+        .contains("cannot check the database yet; retrying")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            bridge.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        bridge.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "run gave up"
+    );
+    c.start_again().unwrap();
+    wait_streaming(&c, &bridge);
+    c.psql("INSERT INTO users (email) VALUES ('late@example.com')")
+        .unwrap();
+    wait_for(&rt, &hooks, 1, 30, &bridge);
+    assert_eq!(hooks.received()[0].body, b"user_id=1");
+    assert!(bridge.stop().success());
+}
