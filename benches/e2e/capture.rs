@@ -7,6 +7,7 @@
 //! interval (1 s), too coarse for a drain that takes about a second. The binary's capture is
 //! measured for RSS and CPU in the delivery scenario.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -20,6 +21,7 @@ use fuse_cdc_bridge::Lsn;
 
 use crate::bridge::{Endpoint, Workdir};
 use crate::db::{Db, BRIDGE_SLOT, PUBLICATION, RECV_SLOT};
+use crate::perf::Recording;
 use crate::report::{Report, Target};
 use crate::settings::Settings;
 use crate::sys::{self, R};
@@ -39,13 +41,16 @@ pub fn run(db: &Db, s: &Settings, report: &mut Report) -> R<()> {
                 built.elapsed()
             );
             loads.push(sys::load1());
+            // Profile this process (the library's capture) in the first run only.
+            let perf = s.perf_dir.as_deref().filter(|_| run == 0);
+            let phase = format!("capture-{per_txn}row-inprocess");
             // Alternate who goes first, so neither always gets the colder cache.
             let (b, r) = if run % 2 == 0 {
-                let b = drain_bridge(db, end)?;
+                let b = drain_bridge(db, end, perf, &phase)?;
                 (b, crate::recvlogical::drain(db, RECV_SLOT, end)?)
             } else {
                 let r = crate::recvlogical::drain(db, RECV_SLOT, end)?;
-                (drain_bridge(db, end)?, r)
+                (drain_bridge(db, end, perf, &phase)?, r)
             };
             let (b, r) = (rate(s.events, b), rate(s.events, r));
             eprintln!("capture run {run}: bridge {b:.0}/s, pg_recvlogical {r:.0}/s");
@@ -78,7 +83,7 @@ fn rate(events: u64, d: Duration) -> f64 {
 }
 
 /// From the start of capture until the backlog's last transaction is stored and fsynced.
-fn drain_bridge(db: &Db, end: Lsn) -> R<Duration> {
+fn drain_bridge(db: &Db, end: Lsn, perf: Option<&Path>, phase: &str) -> R<Duration> {
     let work = Workdir::new()?;
     let unused = Endpoint {
         url: "http://127.0.0.1:9/never",
@@ -101,7 +106,10 @@ fn drain_bridge(db: &Db, end: Lsn) -> R<Duration> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(drain_stored(&settings, &store, &mut detector, end))
+    let recording = Recording::attach(perf, std::process::id(), phase)?;
+    let took = runtime.block_on(drain_stored(&settings, &store, &mut detector, end));
+    recording.finish()?;
+    took
 }
 
 async fn drain_stored(

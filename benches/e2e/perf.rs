@@ -24,7 +24,8 @@ impl Recording {
         };
         std::fs::create_dir_all(dir)?;
         let mut cmd = Command::new("perf");
-        cmd.args(["record", "-F", "999", "-g", "-o"])
+        // DWARF call graphs: the release build has no frame pointers, only line tables.
+        cmd.args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-o"])
             .arg(&out)
             .args(["-p", &pid.to_string()])
             .stdout(Stdio::null())

@@ -67,7 +67,7 @@ environment:
   FUSE_BENCH_WRK_SECS=5         seconds of wrk per delivery run
   FUSE_BENCH_CONCURRENCY=32     requests in flight (bridge endpoint and wrk)
   FUSE_BENCH_RSS_LIMIT_MB=4096  `bigtxn` stops a bridge whose RSS passes this
-  FUSE_BENCH_PERF=DIR           perf record the bridge binary (capture and delivery) into DIR";
+  FUSE_BENCH_PERF=DIR           perf record the first run of each capture/delivery phase into DIR";
 
 impl Settings {
     /// `args` without the program name. Cargo passes `--bench`; flags are ignored.
