@@ -27,6 +27,9 @@ use crate::metrics::Outcome;
 use crate::store::{DeadLetter, DeliveryState, Store};
 use crate::Error;
 
+/// How many outbox entries a dispatcher holds in memory at once (ids and keys only).
+const WINDOW: usize = 10_000;
+
 /// How long a graceful stop waits for requests in flight before leaving them to the next run.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -47,6 +50,11 @@ pub struct Dispatcher {
     queue: KeyedQueue,
     /// The newest id read from the outbox; later commits only add larger ones.
     last_seen: Option<EventId>,
+    /// The last scan stopped at the window: the outbox holds more than is queued.
+    more: bool,
+    /// A full rescan stopped at the window: the next scan starts from the beginning again.
+    full_pending: bool,
+    window: usize,
     observer: Option<Observer>,
 }
 
@@ -71,11 +79,20 @@ impl Dispatcher {
             store,
             queue: KeyedQueue::default(),
             last_seen: None,
+            more: false,
+            full_pending: false,
+            window: WINDOW,
             observer: None,
         })
     }
 
     /// Reports every attempt's outcome to `observer`.
+    /// Holds at most `window` entries in memory (default 10 000).
+    pub fn with_window(mut self, window: usize) -> Dispatcher {
+        self.window = window.max(1);
+        self
+    }
+
     pub fn observed(mut self, observer: Observer) -> Dispatcher {
         self.observer = Some(observer);
         self
@@ -111,6 +128,12 @@ impl Dispatcher {
         self.scan(false)?;
         loop {
             self.queue.promote_due(unix_ms(SystemTime::now()));
+            let idle_slots = in_flight.len() < self.endpoint.concurrency;
+            if self.more
+                && (self.queue.len() < self.window / 2 || (idle_slots && !self.queue.has_ready()))
+            {
+                self.scan(false)?;
+            }
             while in_flight.len() < self.endpoint.concurrency {
                 let Some((id, key)) = self.queue.next_ready() else {
                     break;
@@ -148,15 +171,34 @@ impl Dispatcher {
         self.drain(in_flight).await
     }
 
-    /// Reads outbox entries into the queue: only new ones, or (`full`) everything.
+    /// Reads outbox entries into the queue: only new ones, or (`full`) from the start. At most
+    /// a window's worth is held, so a large backlog does not have to fit in memory; past the
+    /// window it reads on when the queue runs low, or when everything queued is blocked behind
+    /// failing users (so they never hold back users further down the outbox).
     fn scan(&mut self, full: bool) -> Result<(), Error> {
+        let full = full || self.full_pending;
         let after = if full { None } else { self.last_seen };
+        let room = self.window.saturating_sub(self.queue.len());
+        let mut budget = if room == 0 && !self.queue.has_ready() {
+            self.window
+        } else {
+            room
+        };
+        self.more = false;
+        self.full_pending = false;
         for entry in self.store.pending(&self.endpoint.name, after) {
             let entry = entry?;
-            self.last_seen = self.last_seen.max(Some(entry.id));
             if self.queue.contains(entry.id) {
+                self.last_seen = self.last_seen.max(Some(entry.id));
                 continue;
             }
+            if budget == 0 {
+                self.more = true;
+                self.full_pending = full;
+                break;
+            }
+            budget -= 1;
+            self.last_seen = self.last_seen.max(Some(entry.id));
             self.queue
                 .push(entry.id, &entry.state.key, entry.state.next_attempt_at);
         }

@@ -35,6 +35,12 @@ impl KeyedQueue {
         self.queued.is_empty()
     }
 
+    /// Whether some key's head may be sent now (approximately: a key listed as ready may have
+    /// been finished meanwhile).
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     pub fn contains(&self, id: EventId) -> bool {
         self.queued.contains(&id)
     }
