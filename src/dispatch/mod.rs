@@ -11,6 +11,7 @@ mod queue;
 pub use observe::Observer;
 pub use queue::KeyedQueue;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +56,8 @@ pub struct Dispatcher {
     /// A full rescan stopped at the window: the next scan starts from the beginning again.
     full_pending: bool,
     window: usize,
+    /// What the scan read for queued entries not yet sent, so sending does not read them again.
+    loaded: HashMap<EventId, (DeliveryState, Vec<u8>)>,
     observer: Option<Observer>,
 }
 
@@ -82,6 +85,7 @@ impl Dispatcher {
             more: false,
             full_pending: false,
             window: WINDOW,
+            loaded: HashMap::new(),
             observer: None,
         })
     }
@@ -138,10 +142,18 @@ impl Dispatcher {
                 let Some((id, key)) = self.queue.next_ready() else {
                     break;
                 };
-                match self.store.outbox_entry(&self.endpoint.name, id)? {
-                    Some(entry) => {
+                let entry = match self.loaded.remove(&id) {
+                    Some(loaded) => Some(loaded),
+                    // A retry: its state changed since the scan.
+                    None => self
+                        .store
+                        .outbox_entry(&self.endpoint.name, id)?
+                        .map(|e| (e.state, e.payload)),
+                };
+                match entry {
+                    Some((state, payload)) => {
                         let client = Arc::clone(&self.client);
-                        in_flight.spawn(send(client, id, key, entry.state, entry.payload));
+                        in_flight.spawn(send(client, id, key, state, payload));
                     }
                     // Purged or retried elsewhere meanwhile.
                     None => self.queue.finish(&key, id),
@@ -201,6 +213,7 @@ impl Dispatcher {
             self.last_seen = self.last_seen.max(Some(entry.id));
             self.queue
                 .push(entry.id, &entry.state.key, entry.state.next_attempt_at);
+            self.loaded.insert(entry.id, (entry.state, entry.payload));
         }
         Ok(())
     }
