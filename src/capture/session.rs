@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::flusher::Flusher;
+use super::watchdog::{Watchdog, DEAD_AFTER};
 use super::{CaptureSettings, Handler, Progress};
 use crate::lsn::Lsn;
 use crate::pg::admin::{Admin, SlotInfo};
@@ -13,7 +14,7 @@ use crate::pg::replication::{
     ReplicationError, ReplicationSession, ReplicationStream, StreamEvent, SystemIdentity,
 };
 use crate::pgoutput::{Decoder, Item, Transaction};
-use crate::store::{Checkpoint, SlotBinding, Store};
+use crate::store::{Checkpoint, Outgoing, SlotBinding, Store};
 use crate::Error;
 
 /// Exponential reconnect delays.
@@ -45,12 +46,24 @@ pub(super) async fn supervise(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let mut delay = settings.backoff.initial;
+    // Outlives sessions: what this run already stored of a transaction that was open when its
+    // session broke.
+    let mut staged = None;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
         let mut streamed = false;
-        let result = session(settings, store, handler, progress, shutdown, &mut streamed).await;
+        let result = session(
+            settings,
+            store,
+            handler,
+            progress,
+            shutdown,
+            &mut streamed,
+            &mut staged,
+        )
+        .await;
         progress.send_modify(|p| p.connected = false);
         handler.reset();
         let error = match result {
@@ -58,6 +71,10 @@ pub(super) async fn supervise(
             Err(e) => e,
         };
         let slot_in_use = matches!(&error, Error::Replication(r) if r.is_slot_in_use());
+        if let Error::Store(e) = &error {
+            // The message says what to do; the log line says where.
+            error!(dir = %store.dir().display(), error = %e, "the state directory failed: intake stopped");
+        }
         if !(error.is_transient() || slot_in_use) {
             return Err(error);
         }
@@ -87,6 +104,7 @@ async fn session(
     progress: &watch::Sender<Progress>,
     shutdown: &mut watch::Receiver<bool>,
     streamed: &mut bool,
+    staged: &mut Option<Staged>,
 ) -> Result<Ended, Error> {
     let admin = Admin::connect(&settings.params).await?;
     admin.check_wal_level().await?;
@@ -123,11 +141,15 @@ async fn session(
         p.flushed = checkpoint.lsn;
     });
     let mut flushed_rx = flusher.flushed();
+    let mut watchdog = Watchdog::new(settings.params.addr());
     let mut state = StreamState {
         checkpoint,
         decoder: Decoder::new(),
         open: None,
         skipping: false,
+        next_ordinal: 0,
+        staged,
+        chunk: stage_chunk(settings),
     };
     loop {
         if outbox_full(settings, store) {
@@ -137,7 +159,9 @@ async fn session(
                 "outbox full: replication paused until delivery catches up");
             while outbox_full(settings, store) {
                 tokio::select! {
-                    _ = tokio::time::sleep(PAUSE_POLL) => stream.send_status_if_due().await?,
+                    _ = tokio::time::sleep(PAUSE_POLL) => {
+                        watchdog.bounded(stream.send_status_if_due()).await?;
+                    }
                     _ = crate::capture::stopped(shutdown) => {
                         return finish(stream, &flusher, store, progress).await;
                     }
@@ -149,7 +173,7 @@ async fn session(
             );
         }
         let event = tokio::select! {
-            event = stream.next() => event?,
+            event = watchdog.next(&mut stream) => event?,
             _ = crate::capture::stopped(shutdown) => {
                 return finish(stream, &flusher, store, progress).await;
             }
@@ -162,11 +186,29 @@ async fn session(
             progress.send_modify(|p| p.flushed = durable);
         }
         *streamed = true;
-        if let Some(lsn) = state.apply(event, store, handler)? {
-            flusher.committed(lsn);
-            progress.send_modify(|p| p.committed = lsn);
+        match state.apply(event, store, handler)? {
+            Applied::Nothing => {}
+            Applied::Committed(lsn) => {
+                flusher.committed(lsn);
+                progress.send_modify(|p| p.committed = lsn);
+            }
+            // Delivery learns of new entries from progress, and these come without a commit.
+            Applied::Staged(n) => progress.send_modify(|p| p.staged += n),
         }
     }
+}
+
+/// Entries a large transaction gathers before they are stored: small enough to bound memory,
+/// large enough to make few writes; never more than the outbox bound, so backpressure still
+/// gets its say inside the transaction.
+const STAGE_CHUNK: usize = 1024;
+
+fn stage_chunk(settings: &CaptureSettings) -> usize {
+    let bound = settings
+        .max_pending
+        .and_then(|max| usize::try_from(max).ok())
+        .unwrap_or(STAGE_CHUNK);
+    STAGE_CHUNK.min(bound).max(1)
 }
 
 /// How often a paused capture looks at the outbox again.
@@ -190,9 +232,9 @@ async fn finish(
     stream.set_flushed(durable);
     progress.send_modify(|p| p.flushed = durable);
     info!(confirmed = %durable, "replication stopped");
-    // The last status may not get out if the connection is already broken; the slot then
-    // resumes from an earlier position and we skip what we already have.
-    let _ = stream.close().await;
+    // The last status may not get out if the connection is already broken (or silent: hence
+    // the limit); the slot then resumes from an earlier position and we skip what we have.
+    let _ = tokio::time::timeout(DEAD_AFTER, stream.close()).await;
     Ok(Ended::Shutdown)
 }
 
@@ -239,27 +281,49 @@ fn resolve_checkpoint(
     Ok(checkpoint)
 }
 
+/// How far this run stored a transaction's entries ahead of its commit.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Staged {
+    commit_lsn: Lsn,
+    /// Entries with ordinals below this are in the store.
+    ordinals: u32,
+}
+
+/// What one stream event did.
+enum Applied {
+    Nothing,
+    /// The checkpoint moved here.
+    Committed(Lsn),
+    /// This many entries of the open transaction were stored ahead of its commit.
+    Staged(u64),
+}
+
 /// Per-session decoding state.
-struct StreamState {
+struct StreamState<'a> {
     checkpoint: Checkpoint,
     decoder: Decoder,
     open: Option<Transaction>,
     /// The open transaction is at or below the checkpoint: already stored before a restart.
     skipping: bool,
+    /// The ordinal of the open transaction's next entry.
+    next_ordinal: u32,
+    staged: &'a mut Option<Staged>,
+    /// Store entries ahead of the commit once the handler has this many.
+    chunk: usize,
 }
 
-impl StreamState {
-    /// Applies one stream event; returns the new checkpoint position when it moved.
+impl StreamState<'_> {
+    /// Applies one stream event.
     fn apply(
         &mut self,
         event: StreamEvent,
         store: &Store,
         handler: &mut dyn Handler,
-    ) -> Result<Option<Lsn>, Error> {
+    ) -> Result<Applied, Error> {
         match event {
             StreamEvent::Data { data, .. } => {
                 let Some(item) = self.decoder.decode(&data).map_err(ReplicationError::from)? else {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 };
                 self.item(item, store, handler)
             }
@@ -267,13 +331,52 @@ impl StreamState {
                 // Idle between transactions: everything the server sent up to wal_end is
                 // handled, so confirm it and let the server recycle WAL (also other databases').
                 if self.decoder.transaction().is_some() || wal_end <= self.checkpoint.lsn {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 }
                 self.checkpoint.lsn = wal_end;
                 store.commit(&self.checkpoint, wal_end, &[])?;
-                Ok(Some(wal_end))
+                Ok(Applied::Committed(wal_end))
             }
         }
+    }
+
+    /// Numbers `outgoing` on from the open transaction's previous entries and drops the ones
+    /// this run stored already (before a reconnect): delivery may have sent and removed them,
+    /// and read past their ids. Returns the first ordinal to write and what to write.
+    fn number<'o>(&mut self, commit_lsn: Lsn, outgoing: &'o [Outgoing]) -> (u32, &'o [Outgoing]) {
+        let first = self.next_ordinal;
+        let n = u32::try_from(outgoing.len()).unwrap_or(u32::MAX);
+        self.next_ordinal = first.saturating_add(n);
+        let skip = self.stored_before(commit_lsn).saturating_sub(first).min(n);
+        (first.saturating_add(skip), &outgoing[skip as usize..])
+    }
+
+    /// How many of the transaction at `commit_lsn`'s entries this run stored already.
+    fn stored_before(&self, commit_lsn: Lsn) -> u32 {
+        match *self.staged {
+            Some(s) if s.commit_lsn == commit_lsn => s.ordinals,
+            _ => 0,
+        }
+    }
+
+    /// Stores what the handler has ready of the open transaction, if enough piled up.
+    fn stage(
+        &mut self,
+        txn: &Transaction,
+        store: &Store,
+        handler: &mut dyn Handler,
+    ) -> Result<Applied, Error> {
+        let ready = handler.take_ready(self.chunk);
+        if ready.is_empty() {
+            return Ok(Applied::Nothing);
+        }
+        let (first, rest) = self.number(txn.final_lsn, &ready);
+        store.stage(txn.final_lsn, first, rest)?;
+        *self.staged = Some(Staged {
+            commit_lsn: txn.final_lsn,
+            ordinals: self.next_ordinal.max(self.stored_before(txn.final_lsn)),
+        });
+        Ok(Applied::Staged(rest.len() as u64))
     }
 
     fn item(
@@ -281,7 +384,7 @@ impl StreamState {
         item: Item,
         store: &Store,
         handler: &mut dyn Handler,
-    ) -> Result<Option<Lsn>, Error> {
+    ) -> Result<Applied, Error> {
         match &item {
             Item::Begin {
                 xid,
@@ -296,16 +399,17 @@ impl StreamState {
                 // A commit record lies wholly below or above the checkpoint (which is always a
                 // record boundary), so comparing its start decides.
                 self.skipping = *final_lsn < self.checkpoint.lsn;
+                self.next_ordinal = 0;
                 if self.skipping {
                     debug!(commit_lsn = %final_lsn, checkpoint = %self.checkpoint.lsn,
                         "skipping a transaction already stored");
                 }
-                Ok(None)
+                Ok(Applied::Nothing)
             }
             Item::Message {
                 transactional: false,
                 ..
-            } if self.open.is_none() => Ok(None),
+            } if self.open.is_none() => Ok(Applied::Nothing),
             Item::Commit {
                 commit_lsn,
                 end_lsn,
@@ -313,25 +417,27 @@ impl StreamState {
             } => {
                 let open = self.open.take();
                 if std::mem::take(&mut self.skipping) || *end_lsn <= self.checkpoint.lsn {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 }
                 let Some(txn) = open else {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 };
                 let outgoing = handler.commit(&txn, *end_lsn)?;
+                let (first, rest) = self.number(*commit_lsn, &outgoing);
                 self.checkpoint.lsn = *end_lsn;
-                store.commit(&self.checkpoint, *commit_lsn, &outgoing)?;
-                Ok(Some(*end_lsn))
+                store.commit_from(&self.checkpoint, *commit_lsn, first, rest)?;
+                *self.staged = None;
+                Ok(Applied::Committed(*end_lsn))
             }
             _ => {
                 if self.skipping {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 }
                 let Some(txn) = self.open else {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 };
                 handler.item(&txn, &item)?;
-                Ok(None)
+                self.stage(&txn, store, handler)
             }
         }
     }

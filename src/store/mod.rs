@@ -38,23 +38,32 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the state directory {dir} could not be opened: {source}")]
+    #[error(
+        "the state directory {dir} could not be opened: {source}; [state].dir must be on a \
+         writable file system with room"
+    )]
     Open {
         dir: PathBuf,
         #[source]
         source: sled::Error,
     },
-    #[error("writing to the state directory failed: {0}; is the disk full or read-only?")]
+    #[error(
+        "writing to the state directory failed: {0}; is its disk full or read-only? Intake \
+         stopped, and PostgreSQL keeps the WAL of everything not on disk here: make room (or \
+         make it writable) and start the bridge again"
+    )]
     Write(#[source] sled::Error),
     #[error("the state directory holds a damaged {what}: {detail}; restore it from a backup or remove it to start over")]
     Corrupt { what: &'static str, detail: String },
 }
 
 impl StoreError {
-    /// A full or briefly unwritable disk can recover; a lock held by another process or damaged
-    /// data needs an operator.
+    /// None of these clears up by retrying in the same process. A lock held by another process
+    /// or damaged data needs an operator; and after a failed write (a full or read-only disk)
+    /// sled refuses every later write until it is opened again, so the process must stop and be
+    /// started again once the disk has room (a service manager's restart-on-failure does it).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Write(_))
+        false
     }
 }
 
@@ -126,27 +135,89 @@ impl Store {
         commit_lsn: Lsn,
         outgoing: &[Outgoing],
     ) -> Result<(), StoreError> {
+        self.commit_from(checkpoint, commit_lsn, 0, outgoing)
+    }
+
+    /// [`Store::commit`] for the rest of a transaction whose first `first_ordinal` entries were
+    /// [staged](Store::stage) already.
+    pub fn commit_from(
+        &self,
+        checkpoint: &Checkpoint,
+        commit_lsn: Lsn,
+        first_ordinal: u32,
+        outgoing: &[Outgoing],
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        let mut added: BTreeMap<&str, u64> = BTreeMap::new();
-        for (ordinal, out) in outgoing.iter().enumerate() {
-            let id = EventId {
-                commit_lsn,
-                ordinal: ordinal as u32,
-            };
-            let value = outbox::entry_value(&DeliveryState::new(&out.key), &out.payload)?;
-            for endpoint in &out.endpoints {
-                batch.insert(keys::outbox(endpoint, id), value.as_slice());
-                *added.entry(endpoint).or_default() += 1;
-            }
-        }
+        let added = self.entries(&mut batch, commit_lsn, first_ordinal, outgoing)?;
         batch.insert(keys::CHECKPOINT, checkpoint_bytes(checkpoint)?);
         self.db.apply_batch(batch).map_err(StoreError::Write)?;
-        if let Ok(mut pending) = self.pending.lock() {
-            for (endpoint, n) in added {
-                *pending.entry(endpoint.to_string()).or_default() += n;
+        self.count_added(added);
+        Ok(())
+    }
+
+    /// Writes entries of a transaction that has not reached its Commit message yet (a large
+    /// one, in chunks), without moving the checkpoint: the `n`th of `outgoing` gets ordinal
+    /// `first_ordinal + n`. Writing the same entries again (the transaction resent after a
+    /// restart) leaves the ones already in the outbox or dead letters as they are.
+    pub fn stage(
+        &self,
+        commit_lsn: Lsn,
+        first_ordinal: u32,
+        outgoing: &[Outgoing],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let added = self.entries(&mut batch, commit_lsn, first_ordinal, outgoing)?;
+        self.db.apply_batch(batch).map_err(StoreError::Write)?;
+        self.count_added(added);
+        Ok(())
+    }
+
+    /// Adds the entries not yet stored to `batch`; returns how many per endpoint. An entry that
+    /// exists is kept: its delivery state (attempts, backoff) must survive a resent transaction.
+    fn entries(
+        &self,
+        batch: &mut sled::Batch,
+        commit_lsn: Lsn,
+        first_ordinal: u32,
+        outgoing: &[Outgoing],
+    ) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut added: BTreeMap<String, u64> = BTreeMap::new();
+        for (n, out) in outgoing.iter().enumerate() {
+            let id = EventId {
+                commit_lsn,
+                ordinal: first_ordinal.saturating_add(n as u32),
+            };
+            let mut value = None;
+            for endpoint in &out.endpoints {
+                let key = keys::outbox(endpoint, id);
+                if self.db.contains_key(&key).map_err(StoreError::Write)?
+                    || self
+                        .db
+                        .contains_key(keys::dead(endpoint, id))
+                        .map_err(StoreError::Write)?
+                {
+                    continue;
+                }
+                let value = match &value {
+                    Some(v) => v,
+                    None => value.insert(outbox::entry_value(
+                        &DeliveryState::new(&out.key),
+                        &out.payload,
+                    )?),
+                };
+                batch.insert(key, value.as_slice());
+                *added.entry(endpoint.clone()).or_default() += 1;
             }
         }
-        Ok(())
+        Ok(added)
+    }
+
+    fn count_added(&self, added: BTreeMap<String, u64>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            for (endpoint, n) in added {
+                *pending.entry(endpoint).or_default() += n;
+            }
+        }
     }
 
     /// Makes everything written so far durable (fsync).

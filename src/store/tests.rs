@@ -215,3 +215,53 @@ fn checkpoint_applies_only_to_its_own_slot() {
         Err(Mismatch::Moved { .. })
     ));
 }
+
+#[test]
+fn staged_chunks_number_on_and_writing_them_again_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(900),
+    };
+    let chunk = [out("a", "k1", &["hr", "lms"]), out("b", "k2", &["hr"])];
+    store.stage(Lsn(800), 0, &chunk).unwrap();
+    assert_eq!(
+        store.checkpoint().unwrap(),
+        None,
+        "staging moves no checkpoint"
+    );
+    assert_eq!(store.pending_total(), 3);
+    // The transaction resent after a crash: same keys, nothing added, attempts kept.
+    let mut state = DeliveryState::new("k1");
+    state.attempts = 4;
+    store.update_state("hr", id(800, 0), &state, b"a").unwrap();
+    store.stage(Lsn(800), 0, &chunk).unwrap();
+    assert_eq!(store.pending_total(), 3);
+    assert_eq!(
+        store.outbox_entry("hr", id(800, 0)).unwrap().unwrap().state,
+        state
+    );
+    // A dead letter is not brought back either.
+    let dead = DeadLetter {
+        key: "k2".into(),
+        reason: "HTTP 400".into(),
+        ..DeadLetter::default()
+    };
+    store.dead_letter("hr", id(800, 1), &dead, b"b").unwrap();
+    store.stage(Lsn(800), 0, &chunk).unwrap();
+    assert_eq!(store.pending_total(), 2);
+    assert!(store.outbox_entry("hr", id(800, 1)).unwrap().is_none());
+    // The rest comes at commit, numbered on, with the checkpoint.
+    store
+        .commit_from(&cp, Lsn(800), 2, &[out("c", "k3", &["hr"])])
+        .unwrap();
+    assert_eq!(
+        payloads(&store, "hr"),
+        vec![(id(800, 0), "a".to_string()), (id(800, 2), "c".to_string())]
+    );
+    assert_eq!(payloads(&store, "lms"), vec![(id(800, 0), "a".to_string())]);
+    assert_eq!(store.checkpoint().unwrap().unwrap().lsn, Lsn(900));
+    let counts: Vec<(String, u64)> = store.pending_counts().into_iter().collect();
+    assert_eq!(counts, vec![("hr".to_string(), 2), ("lms".to_string(), 1)]);
+}
