@@ -10,8 +10,9 @@
 //! [`Handler::take_ready`]), with the ids they get at commit, so memory does not grow with the
 //! transaction. That is safe with pgoutput protocol 1, which only sends committed transactions:
 //! entries stored before the Commit message belong to a committed transaction. The checkpoint
-//! still moves only at Commit, so after a crash mid-transaction the server resends it and the
-//! chunks are written again under the same keys (entries already there are left alone).
+//! still moves only at Commit, so after a crash or reconnect mid-transaction the server resends
+//! it; a mark stored with each chunk says how far it got, and that part is not written again
+//! (delivery may have sent and removed it, and read past its ids).
 
 mod flusher;
 mod session;

@@ -14,7 +14,7 @@ use crate::pg::replication::{
     ReplicationError, ReplicationSession, ReplicationStream, StreamEvent, SystemIdentity,
 };
 use crate::pgoutput::{Decoder, Item, Transaction};
-use crate::store::{Checkpoint, Outgoing, SlotBinding, Store};
+use crate::store::{Checkpoint, Outgoing, SlotBinding, Staged, Store};
 use crate::Error;
 
 /// Exponential reconnect delays.
@@ -46,24 +46,12 @@ pub(super) async fn supervise(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let mut delay = settings.backoff.initial;
-    // Outlives sessions: what this run already stored of a transaction that was open when its
-    // session broke.
-    let mut staged = None;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
         let mut streamed = false;
-        let result = session(
-            settings,
-            store,
-            handler,
-            progress,
-            shutdown,
-            &mut streamed,
-            &mut staged,
-        )
-        .await;
+        let result = session(settings, store, handler, progress, shutdown, &mut streamed).await;
         progress.send_modify(|p| p.connected = false);
         handler.reset();
         let error = match result {
@@ -104,7 +92,6 @@ async fn session(
     progress: &watch::Sender<Progress>,
     shutdown: &mut watch::Receiver<bool>,
     streamed: &mut bool,
-    staged: &mut Option<Staged>,
 ) -> Result<Ended, Error> {
     let admin = Admin::connect(&settings.params).await?;
     admin.check_wal_level().await?;
@@ -148,7 +135,9 @@ async fn session(
         open: None,
         skipping: false,
         next_ordinal: 0,
-        staged,
+        // Left by an earlier session or run that broke inside a large transaction (and kept by
+        // resolve_checkpoint unless it bound the state to another slot).
+        staged: store.staged()?,
         chunk: stage_chunk(settings),
     };
     loop {
@@ -277,16 +266,9 @@ fn resolve_checkpoint(
             bind()
         }
     };
+    // This also drops a staging mark: another slot's positions say nothing about it.
     store.commit(&checkpoint, checkpoint.lsn, &[])?;
     Ok(checkpoint)
-}
-
-/// How far this run stored a transaction's entries ahead of its commit.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Staged {
-    commit_lsn: Lsn,
-    /// Entries with ordinals below this are in the store.
-    ordinals: u32,
 }
 
 /// What one stream event did.
@@ -299,7 +281,7 @@ enum Applied {
 }
 
 /// Per-session decoding state.
-struct StreamState<'a> {
+struct StreamState {
     checkpoint: Checkpoint,
     decoder: Decoder,
     open: Option<Transaction>,
@@ -307,12 +289,13 @@ struct StreamState<'a> {
     skipping: bool,
     /// The ordinal of the open transaction's next entry.
     next_ordinal: u32,
-    staged: &'a mut Option<Staged>,
+    /// How far a transaction is stored ahead of its commit (the store's mark, kept here).
+    staged: Option<Staged>,
     /// Store entries ahead of the commit once the handler has this many.
     chunk: usize,
 }
 
-impl StreamState<'_> {
+impl StreamState {
     /// Applies one stream event.
     fn apply(
         &mut self,
@@ -334,29 +317,23 @@ impl StreamState<'_> {
                     return Ok(Applied::Nothing);
                 }
                 self.checkpoint.lsn = wal_end;
-                store.commit(&self.checkpoint, wal_end, &[])?;
+                // A transaction resent after a reconnect may still lie ahead: keep its mark.
+                store.advance(&self.checkpoint)?;
                 Ok(Applied::Committed(wal_end))
             }
         }
     }
 
     /// Numbers `outgoing` on from the open transaction's previous entries and drops the ones
-    /// this run stored already (before a reconnect): delivery may have sent and removed them,
-    /// and read past their ids. Returns the first ordinal to write and what to write.
+    /// stored already, by an earlier session or run that broke inside this transaction (see
+    /// [`Store::staged`]). Returns the first ordinal to write and what to write.
     fn number<'o>(&mut self, commit_lsn: Lsn, outgoing: &'o [Outgoing]) -> (u32, &'o [Outgoing]) {
         let first = self.next_ordinal;
         let n = u32::try_from(outgoing.len()).unwrap_or(u32::MAX);
         self.next_ordinal = first.saturating_add(n);
-        let skip = self.stored_before(commit_lsn).saturating_sub(first).min(n);
+        let stored = Staged::stored_of(self.staged, commit_lsn);
+        let skip = stored.saturating_sub(first).min(n);
         (first.saturating_add(skip), &outgoing[skip as usize..])
-    }
-
-    /// How many of the transaction at `commit_lsn`'s entries this run stored already.
-    fn stored_before(&self, commit_lsn: Lsn) -> u32 {
-        match *self.staged {
-            Some(s) if s.commit_lsn == commit_lsn => s.ordinals,
-            _ => 0,
-        }
     }
 
     /// Stores what the handler has ready of the open transaction, if enough piled up.
@@ -371,10 +348,13 @@ impl StreamState<'_> {
             return Ok(Applied::Nothing);
         }
         let (first, rest) = self.number(txn.final_lsn, &ready);
+        if rest.is_empty() {
+            return Ok(Applied::Nothing);
+        }
         store.stage(txn.final_lsn, first, rest)?;
-        *self.staged = Some(Staged {
+        self.staged = Some(Staged {
             commit_lsn: txn.final_lsn,
-            ordinals: self.next_ordinal.max(self.stored_before(txn.final_lsn)),
+            stored: self.next_ordinal,
         });
         Ok(Applied::Staged(rest.len() as u64))
     }
@@ -426,7 +406,7 @@ impl StreamState<'_> {
                 let (first, rest) = self.number(*commit_lsn, &outgoing);
                 self.checkpoint.lsn = *end_lsn;
                 store.commit_from(&self.checkpoint, *commit_lsn, first, rest)?;
-                *self.staged = None;
+                self.staged = None;
                 Ok(Applied::Committed(*end_lsn))
             }
             _ => {

@@ -9,7 +9,7 @@ mod checkpoint;
 mod keys;
 mod outbox;
 
-pub use checkpoint::{Checkpoint, Mismatch, SlotBinding};
+pub use checkpoint::{Checkpoint, Mismatch, SlotBinding, Staged};
 pub use outbox::{DeadLetter, DeliveryState, OutboxEntry, Outgoing};
 
 use std::fs::DirBuilder;
@@ -139,7 +139,8 @@ impl Store {
     }
 
     /// [`Store::commit`] for the rest of a transaction whose first `first_ordinal` entries were
-    /// [staged](Store::stage) already.
+    /// [staged](Store::stage) already. Drops the staging mark in the same batch: the
+    /// transaction is whole, or (binding a new slot) the mark's positions mean nothing now.
     pub fn commit_from(
         &self,
         checkpoint: &Checkpoint,
@@ -148,17 +149,27 @@ impl Store {
         outgoing: &[Outgoing],
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        let added = self.entries(&mut batch, commit_lsn, first_ordinal, outgoing)?;
+        let added = entries(&mut batch, commit_lsn, first_ordinal, outgoing)?;
         batch.insert(keys::CHECKPOINT, checkpoint_bytes(checkpoint)?);
+        batch.remove(keys::STAGED);
         self.db.apply_batch(batch).map_err(StoreError::Write)?;
         self.count_added(added);
         Ok(())
     }
 
+    /// Moves the checkpoint past WAL without transactions for us (an idle stream's keepalive).
+    /// A staging mark stays: its transaction is still to come.
+    pub fn advance(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.db
+            .insert(keys::CHECKPOINT, checkpoint_bytes(checkpoint)?)
+            .map_err(StoreError::Write)?;
+        Ok(())
+    }
+
     /// Writes entries of a transaction that has not reached its Commit message yet (a large
     /// one, in chunks), without moving the checkpoint: the `n`th of `outgoing` gets ordinal
-    /// `first_ordinal + n`. Writing the same entries again (the transaction resent after a
-    /// restart) leaves the ones already in the outbox or dead letters as they are.
+    /// `first_ordinal + n`. A mark saying how far the transaction is stored goes in the same
+    /// batch (see [`Store::staged`]).
     pub fn stage(
         &self,
         commit_lsn: Lsn,
@@ -166,50 +177,33 @@ impl Store {
         outgoing: &[Outgoing],
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        let added = self.entries(&mut batch, commit_lsn, first_ordinal, outgoing)?;
+        let added = entries(&mut batch, commit_lsn, first_ordinal, outgoing)?;
+        let stored = Staged {
+            commit_lsn,
+            stored: first_ordinal.saturating_add(outgoing.len() as u32),
+        };
+        batch.insert(keys::STAGED, stored.to_bytes().as_slice());
         self.db.apply_batch(batch).map_err(StoreError::Write)?;
         self.count_added(added);
         Ok(())
     }
 
-    /// Adds the entries not yet stored to `batch`; returns how many per endpoint. An entry that
-    /// exists is kept: its delivery state (attempts, backoff) must survive a resent transaction.
-    fn entries(
-        &self,
-        batch: &mut sled::Batch,
-        commit_lsn: Lsn,
-        first_ordinal: u32,
-        outgoing: &[Outgoing],
-    ) -> Result<BTreeMap<String, u64>, StoreError> {
-        let mut added: BTreeMap<String, u64> = BTreeMap::new();
-        for (n, out) in outgoing.iter().enumerate() {
-            let id = EventId {
-                commit_lsn,
-                ordinal: first_ordinal.saturating_add(n as u32),
-            };
-            let mut value = None;
-            for endpoint in &out.endpoints {
-                let key = keys::outbox(endpoint, id);
-                if self.db.contains_key(&key).map_err(StoreError::Write)?
-                    || self
-                        .db
-                        .contains_key(keys::dead(endpoint, id))
-                        .map_err(StoreError::Write)?
-                {
-                    continue;
-                }
-                let value = match &value {
-                    Some(v) => v,
-                    None => value.insert(outbox::entry_value(
-                        &DeliveryState::new(&out.key),
-                        &out.payload,
-                    )?),
-                };
-                batch.insert(key, value.as_slice());
-                *added.entry(endpoint.clone()).or_default() += 1;
+    /// The transaction stored in part ahead of its commit, if the last write was such a chunk.
+    /// When the server sends that transaction again (after a crash or a reconnect), entries
+    /// below the mark must not be written again: they are in the outbox with their delivery
+    /// state, or were delivered and removed, or dead-lettered; and delivery has read past them.
+    pub fn staged(&self) -> Result<Option<Staged>, StoreError> {
+        match self.db.get(keys::STAGED).map_err(StoreError::Write)? {
+            None => Ok(None),
+            Some(bytes) => {
+                Staged::from_bytes(&bytes)
+                    .map(Some)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "staging mark",
+                        detail: format!("{} bytes", bytes.len()),
+                    })
             }
         }
-        Ok(added)
     }
 
     fn count_added(&self, added: BTreeMap<String, u64>) {
@@ -233,6 +227,29 @@ impl Store {
             .map_err(StoreError::Write)?;
         Ok(())
     }
+}
+
+/// Adds a transaction's entries to `batch`, numbered from `first_ordinal`; returns how many per
+/// endpoint.
+fn entries(
+    batch: &mut sled::Batch,
+    commit_lsn: Lsn,
+    first_ordinal: u32,
+    outgoing: &[Outgoing],
+) -> Result<BTreeMap<String, u64>, StoreError> {
+    let mut added: BTreeMap<String, u64> = BTreeMap::new();
+    for (n, out) in outgoing.iter().enumerate() {
+        let id = EventId {
+            commit_lsn,
+            ordinal: first_ordinal.saturating_add(n as u32),
+        };
+        let value = outbox::entry_value(&DeliveryState::new(&out.key), &out.payload)?;
+        for endpoint in &out.endpoints {
+            batch.insert(keys::outbox(endpoint, id), value.as_slice());
+            *added.entry(endpoint.clone()).or_default() += 1;
+        }
+    }
+    Ok(added)
 }
 
 fn checkpoint_bytes(checkpoint: &Checkpoint) -> Result<Vec<u8>, StoreError> {
