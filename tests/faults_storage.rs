@@ -346,6 +346,12 @@ fn two_instances_on_one_slot_the_second_waits_saying_why_and_takes_over() {
     insert_users(&c, 101, 150, &mut expected);
     let t = delivered(&rt, &hooks, &expected, &b);
     assert_eq!((t.events, t.lost), (150, 0));
+    let log = b.log();
+    assert!(
+        log.contains("the slot moved on while this state directory waited for it"),
+        "{log}"
+    );
+    assert!(!log.contains("does not belong to this slot"), "{log}");
     eprintln!(
         "FIGURES same slot, two instances: events {}, requests {}, duplicates {}, lost {}, takeover after the first stopped {:.1} s",
         t.events, t.requests, t.duplicates, t.lost, takeover.as_secs_f64()

@@ -186,11 +186,11 @@ fn feed_everywhere(bytes: &[u8], decoder: &mut Decoder) {
 }
 
 /// Cases per property: 2 000 in CI (about 20 s in all on a 2-core machine); with
-/// `FUSE_CDC_LONG=1`, 10 000 (well over a minute). `PROPTEST_CASES` is not used for this so that the long mode is one switch
+/// `FUSE_CDC_LONG=1`, 30 000 (about two minutes). `PROPTEST_CASES` is not used for this so that the long mode is one switch
 /// for every suite.
 fn cases() -> u32 {
     if std::env::var("FUSE_CDC_LONG").is_ok_and(|v| v == "1") {
-        10_000
+        30_000
     } else {
         2_000
     }

@@ -14,7 +14,7 @@ use crate::pg::replication::{
     ReplicationError, ReplicationSession, ReplicationStream, StreamEvent, SystemIdentity,
 };
 use crate::pgoutput::{Decoder, Item, Transaction};
-use crate::store::{Checkpoint, Outgoing, SlotBinding, Staged, Store};
+use crate::store::{Checkpoint, Mismatch, Outgoing, SlotBinding, Staged, Store};
 use crate::Error;
 
 /// Exponential reconnect delays.
@@ -249,6 +249,15 @@ fn resolve_checkpoint(
         Some(cp) if !created => {
             match cp.check_applies(&identity.system_id, &slot.name, confirmed) {
                 Ok(()) => return Ok(cp),
+                // Bound while another consumer held the slot, and nothing stored since: the slot
+                // moved on under that consumer, whose state directory holds what it read.
+                Err(Mismatch::Moved { slot_confirmed, .. })
+                    if cp.lsn == cp.binding.bound_at && slot_confirmed > cp.lsn =>
+                {
+                    info!(slot = %slot.name, from = %confirmed,
+                        "the slot moved on while this state directory waited for it (another consumer read it); starting from the slot's position");
+                    bind()
+                }
                 Err(mismatch) => {
                     warn!(reason = %mismatch, slot = %slot.name, from = %confirmed,
                     "the stored checkpoint does not belong to this slot; starting from the slot's position");
