@@ -5,9 +5,18 @@
 //! task), never what was merely received, so PostgreSQL recycles only WAL whose consequences are
 //! on our disk. After a restart the server resends from the slot's confirmed position, which may
 //! be behind our checkpoint: transactions whose commit lies below the checkpoint are skipped.
+//!
+//! A large transaction's entries are stored in chunks as the handler produces them (see
+//! [`Handler::take_ready`]), with the ids they get at commit, so memory does not grow with the
+//! transaction. That is safe with pgoutput protocol 1, which only sends committed transactions:
+//! entries stored before the Commit message belong to a committed transaction. The checkpoint
+//! still moves only at Commit, so after a crash or reconnect mid-transaction the server resends
+//! it; a mark stored with each chunk says how far it got, and that part is not written again
+//! (delivery may have sent and removed it, and read past its ids).
 
 mod flusher;
 mod session;
+mod watchdog;
 
 use std::time::Duration;
 
@@ -69,8 +78,17 @@ pub trait Handler: Send {
     /// table in a session and follows a schema change; a row change; a truncate; or a
     /// transactional message. An error here stops capture before `txn` is confirmed.
     fn item(&mut self, txn: &Transaction, item: &Item) -> Result<(), Error>;
-    /// `txn` committed at `end_lsn`: return what it leaves for delivery, stored atomically with
-    /// the checkpoint; the `n`th gets the event id (commit LSN, `n`).
+    /// Entries of the open transaction that may be stored before its commit: everything
+    /// gathered so far when that is at least `at_least` entries, otherwise nothing. Capture asks
+    /// after each item, so a handler that answers keeps memory bounded in a large transaction.
+    /// The default keeps everything for [`Handler::commit`].
+    fn take_ready(&mut self, at_least: usize) -> Vec<Outgoing> {
+        let _ = at_least;
+        Vec::new()
+    }
+    /// `txn` committed at `end_lsn`: return what it leaves for delivery beyond what
+    /// [`Handler::take_ready`] handed over, stored atomically with the checkpoint. Entries get
+    /// event ids (commit LSN, `n`) with `n` counting on from the ones taken before.
     fn commit(&mut self, txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Outgoing>, Error>;
     /// The session ended mid-transaction: forget what `item` gathered since the last commit.
     fn reset(&mut self);
@@ -85,6 +103,9 @@ pub struct Progress {
     pub flushed: Lsn,
     /// Whether a replication session is streaming.
     pub connected: bool,
+    /// Outbox entries stored ahead of their transaction's commit (a large transaction's chunks),
+    /// counted over the run. It changes without `committed` moving, so it also wakes delivery.
+    pub staged: u64,
 }
 
 /// Runs capture until `shutdown` turns true (returns Ok) or a definite error (returns it).

@@ -508,3 +508,289 @@ fn syntax_error_has_position() {
     assert_contains(&message, &["line 2, column", "invalid TOML"]);
     assert!(!message.contains("hunter2-db"), "{message}");
 }
+
+/// Every key of the file, set to a wrong type and (where the type allows one) a wrong value: the
+/// error names the key by its full path. `(where, line, key path, words the message must have)`;
+/// `where` is "postgres", "state", "endpoint" or a section header to add.
+#[test]
+fn every_field_with_a_wrong_value_is_named() {
+    let rule = "[events.\"learning_plan.completed\"]";
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("postgres", "url = \"\"", "postgres.url", "is empty"),
+        ("postgres", "url = 5", "postgres.url", "string"),
+        (
+            "postgres",
+            "url = \"mysql://u@h/d\"",
+            "postgres.url",
+            "postgres://",
+        ),
+        (
+            "postgres",
+            "slot = \"\"",
+            "postgres.slot",
+            "lowercase letters, digits and underscores",
+        ),
+        (
+            "postgres",
+            "slot = \"a-b\"",
+            "postgres.slot",
+            "lowercase letters, digits and underscores",
+        ),
+        ("postgres", "slot = 7", "postgres.slot", "string"),
+        (
+            "postgres",
+            "publication = \"Bad Pub\"",
+            "postgres.publication",
+            "lowercase letters, digits and underscores",
+        ),
+        (
+            "postgres",
+            "publication = true",
+            "postgres.publication",
+            "string",
+        ),
+        ("state", "dir = \"\"", "state.dir", "directory"),
+        ("state", "dir = 1", "state.dir", "string"),
+        (
+            "[http]",
+            "listen = \"127.0.0.1:99999\"",
+            "http.listen",
+            "127.0.0.1:9187",
+        ),
+        ("[http]", "listen = 9187", "http.listen", "string"),
+        (
+            "[outbox]",
+            "max_pending = 0",
+            "outbox.max_pending",
+            "at least 1",
+        ),
+        (
+            "[outbox]",
+            "max_pending = -1",
+            "outbox.max_pending",
+            "at least 1",
+        ),
+        (
+            "[outbox]",
+            "max_pending = \"many\"",
+            "outbox.max_pending",
+            "integer",
+        ),
+        (
+            "[outbox]",
+            "flush_interval = \"-5ms\"",
+            "outbox.flush_interval",
+            "a whole number and a unit",
+        ),
+        (
+            "[outbox]",
+            "flush_interval = 5",
+            "outbox.flush_interval",
+            "string",
+        ),
+        (
+            "endpoint",
+            "url = [\"https://x\"]",
+            "endpoints[0].url",
+            "string",
+        ),
+        (
+            "endpoint",
+            "events = [\"user.deleted\"]",
+            "endpoints[0].events[0]",
+            "\"user.created\"",
+        ),
+        (
+            "endpoint",
+            "events = []",
+            "endpoints[0].events",
+            "at least one",
+        ),
+        ("endpoint", "events = [1]", "endpoints[0].events", "string"),
+        ("endpoint", "format = 1", "endpoints[0].format", "string"),
+        (
+            "endpoint",
+            "secret = \"\"",
+            "endpoints[0].secret",
+            "set a secret",
+        ),
+        ("endpoint", "secret = 42", "endpoints[0].secret", "string"),
+        (
+            "endpoint",
+            "timeout = \"0s\"",
+            "endpoints[0].timeout",
+            "is zero",
+        ),
+        (
+            "endpoint",
+            "timeout = \"ten seconds\"",
+            "endpoints[0].timeout",
+            "a whole number and a unit",
+        ),
+        ("endpoint", "timeout = 10", "endpoints[0].timeout", "string"),
+        (
+            "endpoint",
+            "concurrency = 1.5",
+            "endpoints[0].concurrency",
+            "integer",
+        ),
+        (
+            "endpoint",
+            "concurrency = 5000000000",
+            "endpoints[0].concurrency",
+            "at least 1",
+        ),
+        (
+            "endpoint",
+            "max_attempts = 0",
+            "endpoints[0].max_attempts",
+            "at least 1",
+        ),
+        (
+            "endpoint",
+            "max_attempts = \"20\"",
+            "endpoints[0].max_attempts",
+            "integer",
+        ),
+        (
+            "endpoint",
+            "max_age = \"forever\"",
+            "endpoints[0].max_age",
+            "a whole number and a unit",
+        ),
+        (
+            "endpoint",
+            "max_age = \"0d\"",
+            "endpoints[0].max_age",
+            "is zero",
+        ),
+        (
+            "endpoint",
+            "backoff = \"fast\"",
+            "endpoints[0].backoff",
+            "table",
+        ),
+        (
+            "endpoint",
+            "backoff = { max = \"0s\" }",
+            "endpoints[0].backoff.max",
+            "is zero",
+        ),
+        (
+            "endpoint",
+            "backoff = { initial = 1 }",
+            "endpoints[0].backoff.initial",
+            "string",
+        ),
+        (
+            "endpoint",
+            "backoff = { initial = \"1s\", jitter = true }",
+            "endpoints[0].backoff.jitter",
+            "unknown key",
+        ),
+        (
+            rule,
+            "table = \"\"",
+            "events.\"learning_plan.completed\".table",
+            "\"schema.table\"",
+        ),
+        (
+            rule,
+            "table = 3",
+            "events.\"learning_plan.completed\".table",
+            "string",
+        ),
+        (
+            rule,
+            "on = \"insert\"",
+            "events.\"learning_plan.completed\".on",
+            "array",
+        ),
+        (
+            rule,
+            "changed = \"status\"",
+            "events.\"learning_plan.completed\".changed",
+            "array",
+        ),
+        (
+            rule,
+            "changed = [\"\"]",
+            "events.\"learning_plan.completed\".changed",
+            "empty",
+        ),
+        (
+            rule,
+            "becomes = { column = \"\", values = [\"x\"] }",
+            "events.\"learning_plan.completed\".becomes.column",
+            "empty",
+        ),
+        (
+            rule,
+            "becomes = { column = \"status\", values = \"completed\" }",
+            "events.\"learning_plan.completed\".becomes.values",
+            "array",
+        ),
+        (
+            rule,
+            "becomes = \"completed\"",
+            "events.\"learning_plan.completed\".becomes",
+            "table",
+        ),
+        (
+            rule,
+            "params = { user_id = \"\" }",
+            "events.\"learning_plan.completed\".params.user_id",
+            "empty",
+        ),
+        (
+            rule,
+            "params = { user_id = 1 }",
+            "events.\"learning_plan.completed\".params.user_id",
+            "string",
+        ),
+        (
+            rule,
+            "params = [\"user_id\"]",
+            "events.\"learning_plan.completed\".params",
+            "table",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (place, line, key, words) in cases {
+        let text = match *place {
+            "postgres" => MINIMAL.replace("[state]", &format!("{line}\n[state]")),
+            "state" => MINIMAL.replace("dir = \"/var/lib/fuse-cdc-bridge\"", line),
+            "endpoint" => minimal_plus(line),
+            header => minimal_plus(&format!("{header}\n{line}")),
+        };
+        // A key given twice is a TOML error of its own: replace the one that is there.
+        let text = match line.split_once(" = ") {
+            Some(("url", _)) if *place == "postgres" => text.replace(
+                "url = \"postgres://fuse_bridge:${DB_PASSWORD}@db.internal:5432/fuse\"\n",
+                "",
+            ),
+            Some(("url", _)) if *place == "endpoint" => {
+                text.replace("url = \"https://hr.example.com/hooks\"\n", "")
+            }
+            _ => text,
+        };
+        match parse(&text) {
+            Ok(_) => failures.push(format!("{line}: accepted")),
+            Err(e) => {
+                let message = e.to_string();
+                if !(message.contains(key) && message.contains(words)) {
+                    failures.push(format!(
+                        "{line}: expected {key:?} and {words:?} in: {message}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}

@@ -185,8 +185,19 @@ fn feed_everywhere(bytes: &[u8], decoder: &mut Decoder) {
     }
 }
 
+/// Cases per property: 2 000 in CI (about 20 s in all on a 2-core machine); with
+/// `FUSE_CDC_LONG=1`, 30 000 (about two minutes). `PROPTEST_CASES` is not used for this so that the long mode is one switch
+/// for every suite.
+fn cases() -> u32 {
+    if std::env::var("FUSE_CDC_LONG").is_ok_and(|v| v == "1") {
+        30_000
+    } else {
+        2_000
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {

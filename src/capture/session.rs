@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::flusher::Flusher;
+use super::watchdog::{Watchdog, DEAD_AFTER};
 use super::{CaptureSettings, Handler, Progress};
 use crate::lsn::Lsn;
 use crate::pg::admin::{Admin, SlotInfo};
@@ -13,7 +14,7 @@ use crate::pg::replication::{
     ReplicationError, ReplicationSession, ReplicationStream, StreamEvent, SystemIdentity,
 };
 use crate::pgoutput::{Decoder, Item, Transaction};
-use crate::store::{Checkpoint, SlotBinding, Store};
+use crate::store::{Checkpoint, Mismatch, Outgoing, SlotBinding, Staged, Store};
 use crate::Error;
 
 /// Exponential reconnect delays.
@@ -58,6 +59,10 @@ pub(super) async fn supervise(
             Err(e) => e,
         };
         let slot_in_use = matches!(&error, Error::Replication(r) if r.is_slot_in_use());
+        if let Error::Store(e) = &error {
+            // The message says what to do; the log line says where.
+            error!(dir = %store.dir().display(), error = %e, "the state directory failed: intake stopped");
+        }
         if !(error.is_transient() || slot_in_use) {
             return Err(error);
         }
@@ -123,11 +128,17 @@ async fn session(
         p.flushed = checkpoint.lsn;
     });
     let mut flushed_rx = flusher.flushed();
+    let mut watchdog = Watchdog::new(settings.params.addr());
     let mut state = StreamState {
         checkpoint,
         decoder: Decoder::new(),
         open: None,
         skipping: false,
+        next_ordinal: 0,
+        // Left by an earlier session or run that broke inside a large transaction (and kept by
+        // resolve_checkpoint unless it bound the state to another slot).
+        staged: store.staged()?,
+        chunk: stage_chunk(settings),
     };
     loop {
         if outbox_full(settings, store) {
@@ -137,7 +148,9 @@ async fn session(
                 "outbox full: replication paused until delivery catches up");
             while outbox_full(settings, store) {
                 tokio::select! {
-                    _ = tokio::time::sleep(PAUSE_POLL) => stream.send_status_if_due().await?,
+                    _ = tokio::time::sleep(PAUSE_POLL) => {
+                        watchdog.bounded(stream.send_status_if_due()).await?;
+                    }
                     _ = crate::capture::stopped(shutdown) => {
                         return finish(stream, &flusher, store, progress).await;
                     }
@@ -149,7 +162,7 @@ async fn session(
             );
         }
         let event = tokio::select! {
-            event = stream.next() => event?,
+            event = watchdog.next(&mut stream) => event?,
             _ = crate::capture::stopped(shutdown) => {
                 return finish(stream, &flusher, store, progress).await;
             }
@@ -162,11 +175,29 @@ async fn session(
             progress.send_modify(|p| p.flushed = durable);
         }
         *streamed = true;
-        if let Some(lsn) = state.apply(event, store, handler)? {
-            flusher.committed(lsn);
-            progress.send_modify(|p| p.committed = lsn);
+        match state.apply(event, store, handler)? {
+            Applied::Nothing => {}
+            Applied::Committed(lsn) => {
+                flusher.committed(lsn);
+                progress.send_modify(|p| p.committed = lsn);
+            }
+            // Delivery learns of new entries from progress, and these come without a commit.
+            Applied::Staged(n) => progress.send_modify(|p| p.staged += n),
         }
     }
+}
+
+/// Entries a large transaction gathers before they are stored: small enough to bound memory,
+/// large enough to make few writes; never more than the outbox bound, so backpressure still
+/// gets its say inside the transaction.
+const STAGE_CHUNK: usize = 1024;
+
+fn stage_chunk(settings: &CaptureSettings) -> usize {
+    let bound = settings
+        .max_pending
+        .and_then(|max| usize::try_from(max).ok())
+        .unwrap_or(STAGE_CHUNK);
+    STAGE_CHUNK.min(bound).max(1)
 }
 
 /// How often a paused capture looks at the outbox again.
@@ -190,9 +221,9 @@ async fn finish(
     stream.set_flushed(durable);
     progress.send_modify(|p| p.flushed = durable);
     info!(confirmed = %durable, "replication stopped");
-    // The last status may not get out if the connection is already broken; the slot then
-    // resumes from an earlier position and we skip what we already have.
-    let _ = stream.close().await;
+    // The last status may not get out if the connection is already broken (or silent: hence
+    // the limit); the slot then resumes from an earlier position and we skip what we have.
+    let _ = tokio::time::timeout(DEAD_AFTER, stream.close()).await;
     Ok(Ended::Shutdown)
 }
 
@@ -218,6 +249,15 @@ fn resolve_checkpoint(
         Some(cp) if !created => {
             match cp.check_applies(&identity.system_id, &slot.name, confirmed) {
                 Ok(()) => return Ok(cp),
+                // Bound while another consumer held the slot, and nothing stored since: the slot
+                // moved on under that consumer, whose state directory holds what it read.
+                Err(Mismatch::Moved { slot_confirmed, .. })
+                    if cp.lsn == cp.binding.bound_at && slot_confirmed > cp.lsn =>
+                {
+                    info!(slot = %slot.name, from = %confirmed,
+                        "the slot moved on while this state directory waited for it (another consumer read it); starting from the slot's position");
+                    bind()
+                }
                 Err(mismatch) => {
                     warn!(reason = %mismatch, slot = %slot.name, from = %confirmed,
                     "the stored checkpoint does not belong to this slot; starting from the slot's position");
@@ -235,8 +275,18 @@ fn resolve_checkpoint(
             bind()
         }
     };
+    // This also drops a staging mark: another slot's positions say nothing about it.
     store.commit(&checkpoint, checkpoint.lsn, &[])?;
     Ok(checkpoint)
+}
+
+/// What one stream event did.
+enum Applied {
+    Nothing,
+    /// The checkpoint moved here.
+    Committed(Lsn),
+    /// This many entries of the open transaction were stored ahead of its commit.
+    Staged(u64),
 }
 
 /// Per-session decoding state.
@@ -246,20 +296,26 @@ struct StreamState {
     open: Option<Transaction>,
     /// The open transaction is at or below the checkpoint: already stored before a restart.
     skipping: bool,
+    /// The ordinal of the open transaction's next entry.
+    next_ordinal: u32,
+    /// How far a transaction is stored ahead of its commit (the store's mark, kept here).
+    staged: Option<Staged>,
+    /// Store entries ahead of the commit once the handler has this many.
+    chunk: usize,
 }
 
 impl StreamState {
-    /// Applies one stream event; returns the new checkpoint position when it moved.
+    /// Applies one stream event.
     fn apply(
         &mut self,
         event: StreamEvent,
         store: &Store,
         handler: &mut dyn Handler,
-    ) -> Result<Option<Lsn>, Error> {
+    ) -> Result<Applied, Error> {
         match event {
             StreamEvent::Data { data, .. } => {
                 let Some(item) = self.decoder.decode(&data).map_err(ReplicationError::from)? else {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 };
                 self.item(item, store, handler)
             }
@@ -267,13 +323,49 @@ impl StreamState {
                 // Idle between transactions: everything the server sent up to wal_end is
                 // handled, so confirm it and let the server recycle WAL (also other databases').
                 if self.decoder.transaction().is_some() || wal_end <= self.checkpoint.lsn {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 }
                 self.checkpoint.lsn = wal_end;
-                store.commit(&self.checkpoint, wal_end, &[])?;
-                Ok(Some(wal_end))
+                // A transaction resent after a reconnect may still lie ahead: keep its mark.
+                store.advance(&self.checkpoint)?;
+                Ok(Applied::Committed(wal_end))
             }
         }
+    }
+
+    /// Numbers `outgoing` on from the open transaction's previous entries and drops the ones
+    /// stored already, by an earlier session or run that broke inside this transaction (see
+    /// [`Store::staged`]). Returns the first ordinal to write and what to write.
+    fn number<'o>(&mut self, commit_lsn: Lsn, outgoing: &'o [Outgoing]) -> (u32, &'o [Outgoing]) {
+        let first = self.next_ordinal;
+        let n = u32::try_from(outgoing.len()).unwrap_or(u32::MAX);
+        self.next_ordinal = first.saturating_add(n);
+        let stored = Staged::stored_of(self.staged, commit_lsn);
+        let skip = stored.saturating_sub(first).min(n);
+        (first.saturating_add(skip), &outgoing[skip as usize..])
+    }
+
+    /// Stores what the handler has ready of the open transaction, if enough piled up.
+    fn stage(
+        &mut self,
+        txn: &Transaction,
+        store: &Store,
+        handler: &mut dyn Handler,
+    ) -> Result<Applied, Error> {
+        let ready = handler.take_ready(self.chunk);
+        if ready.is_empty() {
+            return Ok(Applied::Nothing);
+        }
+        let (first, rest) = self.number(txn.final_lsn, &ready);
+        if rest.is_empty() {
+            return Ok(Applied::Nothing);
+        }
+        store.stage(txn.final_lsn, first, rest)?;
+        self.staged = Some(Staged {
+            commit_lsn: txn.final_lsn,
+            stored: self.next_ordinal,
+        });
+        Ok(Applied::Staged(rest.len() as u64))
     }
 
     fn item(
@@ -281,7 +373,7 @@ impl StreamState {
         item: Item,
         store: &Store,
         handler: &mut dyn Handler,
-    ) -> Result<Option<Lsn>, Error> {
+    ) -> Result<Applied, Error> {
         match &item {
             Item::Begin {
                 xid,
@@ -296,16 +388,17 @@ impl StreamState {
                 // A commit record lies wholly below or above the checkpoint (which is always a
                 // record boundary), so comparing its start decides.
                 self.skipping = *final_lsn < self.checkpoint.lsn;
+                self.next_ordinal = 0;
                 if self.skipping {
                     debug!(commit_lsn = %final_lsn, checkpoint = %self.checkpoint.lsn,
                         "skipping a transaction already stored");
                 }
-                Ok(None)
+                Ok(Applied::Nothing)
             }
             Item::Message {
                 transactional: false,
                 ..
-            } if self.open.is_none() => Ok(None),
+            } if self.open.is_none() => Ok(Applied::Nothing),
             Item::Commit {
                 commit_lsn,
                 end_lsn,
@@ -313,25 +406,27 @@ impl StreamState {
             } => {
                 let open = self.open.take();
                 if std::mem::take(&mut self.skipping) || *end_lsn <= self.checkpoint.lsn {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 }
                 let Some(txn) = open else {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 };
                 let outgoing = handler.commit(&txn, *end_lsn)?;
+                let (first, rest) = self.number(*commit_lsn, &outgoing);
                 self.checkpoint.lsn = *end_lsn;
-                store.commit(&self.checkpoint, *commit_lsn, &outgoing)?;
-                Ok(Some(*end_lsn))
+                store.commit_from(&self.checkpoint, *commit_lsn, first, rest)?;
+                self.staged = None;
+                Ok(Applied::Committed(*end_lsn))
             }
             _ => {
                 if self.skipping {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 }
                 let Some(txn) = self.open else {
-                    return Ok(None);
+                    return Ok(Applied::Nothing);
                 };
                 handler.item(&txn, &item)?;
-                Ok(None)
+                self.stage(&txn, store, handler)
             }
         }
     }

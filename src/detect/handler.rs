@@ -18,8 +18,9 @@ use super::evaluate::detect;
 /// rule order. An event no endpoint wants keeps its ordinal (so ids do not depend on
 /// subscriptions) but is stored nowhere.
 ///
-/// Only the open transaction's events are held, never its rows, so memory grows with what a
-/// transaction means, not with how much it wrote.
+/// Only the open transaction's events are held, never its rows, and capture takes them in chunks
+/// as they pile up ([`Handler::take_ready`]), so memory stays bounded however large a
+/// transaction is.
 #[derive(Debug, Clone)]
 pub struct Detector {
     rules: Vec<Rule>,
@@ -67,7 +68,21 @@ impl Detector {
         &self.rules
     }
 
-    /// Events gathered in the open transaction so far.
+    /// The gathered events as outbox entries, in order.
+    fn take_all(&mut self) -> Vec<Outgoing> {
+        // `take` rather than `drain`: a huge transaction's buffer is not kept for the next one.
+        let events = std::mem::take(&mut self.pending);
+        events
+            .iter()
+            .map(|event| Outgoing {
+                payload: event.to_bytes(),
+                key: event.ordering_key(),
+                endpoints: self.endpoints_for(event.event_type),
+            })
+            .collect()
+    }
+
+    /// Events gathered in the open transaction and not taken yet.
     pub fn pending(&self) -> &[Event] {
         &self.pending
     }
@@ -102,17 +117,15 @@ impl Handler for Detector {
         Ok(())
     }
 
+    fn take_ready(&mut self, at_least: usize) -> Vec<Outgoing> {
+        if self.pending.is_empty() || self.pending.len() < at_least {
+            return Vec::new();
+        }
+        self.take_all()
+    }
+
     fn commit(&mut self, _txn: &Transaction, _end_lsn: Lsn) -> Result<Vec<Outgoing>, Error> {
-        // `take` rather than `drain`: a huge transaction's buffer is not kept for the next one.
-        let events = std::mem::take(&mut self.pending);
-        Ok(events
-            .iter()
-            .map(|event| Outgoing {
-                payload: event.to_bytes(),
-                key: event.ordering_key(),
-                endpoints: self.endpoints_for(event.event_type),
-            })
-            .collect())
+        Ok(self.take_all())
     }
 
     fn reset(&mut self) {

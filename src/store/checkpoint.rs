@@ -1,4 +1,5 @@
-//! The replication checkpoint and the slot it belongs to.
+//! The replication checkpoint and the slot it belongs to; the mark of a transaction stored in
+//! part ahead of its commit.
 
 use serde::{Deserialize, Serialize};
 
@@ -98,5 +99,39 @@ impl Checkpoint {
             });
         }
         Ok(())
+    }
+}
+
+/// A transaction stored in part ahead of its commit (a large one, in chunks): its entries with
+/// ordinals below `stored` are in the store, or were and have been delivered since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staged {
+    pub commit_lsn: Lsn,
+    pub stored: u32,
+}
+
+impl Staged {
+    pub(super) fn to_bytes(self) -> [u8; 12] {
+        let mut out = [0u8; 12];
+        out[..8].copy_from_slice(&self.commit_lsn.0.to_be_bytes());
+        out[8..].copy_from_slice(&self.stored.to_be_bytes());
+        out
+    }
+
+    pub(super) fn from_bytes(bytes: &[u8]) -> Option<Staged> {
+        let lsn = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let stored = u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
+        (bytes.len() == 12).then_some(Staged {
+            commit_lsn: Lsn(lsn),
+            stored,
+        })
+    }
+
+    /// How many of the transaction at `commit_lsn`'s entries are stored according to `mark`.
+    pub fn stored_of(mark: Option<Staged>, commit_lsn: Lsn) -> u32 {
+        match mark {
+            Some(s) if s.commit_lsn == commit_lsn => s.stored,
+            _ => 0,
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! name can never be a prefix of another's keys.
 //!
 //! - `meta/checkpoint` → JSON checkpoint
+//! - `meta/staged` → commit LSN (8 bytes) and a count (4 bytes): the transaction whose first
+//!   entries are stored ahead of its commit, and how many
 //! - `out/` + len + endpoint + id → delivery state JSON, `\n`, event payload
 //! - `dead/` + len + endpoint + id → dead letter JSON, `\n`, event payload
 
@@ -10,6 +12,7 @@ use crate::event::EventId;
 use crate::lsn::Lsn;
 
 pub const CHECKPOINT: &[u8] = b"meta/checkpoint";
+pub const STAGED: &[u8] = b"meta/staged";
 pub const OUTBOX: &[u8] = b"out/";
 pub const DEAD: &[u8] = b"dead/";
 

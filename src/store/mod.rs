@@ -10,7 +10,7 @@ mod counts;
 mod keys;
 mod outbox;
 
-pub use checkpoint::{Checkpoint, Mismatch, SlotBinding};
+pub use checkpoint::{Checkpoint, Mismatch, SlotBinding, Staged};
 pub use outbox::{DeadLetter, DeliveryState, OutboxEntry, Outgoing};
 
 use std::fs::DirBuilder;
@@ -39,23 +39,32 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the state directory {dir} could not be opened: {source}")]
+    #[error(
+        "the state directory {dir} could not be opened: {source}; [state].dir must be on a \
+         writable file system with room"
+    )]
     Open {
         dir: PathBuf,
         #[source]
         source: sled::Error,
     },
-    #[error("writing to the state directory failed: {0}; is the disk full or read-only?")]
+    #[error(
+        "writing to the state directory failed: {0}; is its disk full or read-only? Intake \
+         stopped, and PostgreSQL keeps the WAL of everything not on disk here: make room (or \
+         make it writable) and start the bridge again"
+    )]
     Write(#[source] sled::Error),
     #[error("the state directory holds a damaged {what}: {detail}; restore it from a backup or remove it to start over")]
     Corrupt { what: &'static str, detail: String },
 }
 
 impl StoreError {
-    /// A full or briefly unwritable disk can recover; a lock held by another process or damaged
-    /// data needs an operator.
+    /// None of these clears up by retrying in the same process. A lock held by another process
+    /// or damaged data needs an operator; and after a failed write (a full or read-only disk)
+    /// sled refuses every later write until it is opened again, so the process must stop and be
+    /// started again once the disk has room (a service manager's restart-on-failure does it).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Write(_))
+        false
     }
 }
 
@@ -127,27 +136,83 @@ impl Store {
         commit_lsn: Lsn,
         outgoing: &[Outgoing],
     ) -> Result<(), StoreError> {
+        self.commit_from(checkpoint, commit_lsn, 0, outgoing)
+    }
+
+    /// [`Store::commit`] for the rest of a transaction whose first `first_ordinal` entries were
+    /// [staged](Store::stage) already. Drops the staging mark in the same batch: the
+    /// transaction is whole, or (binding a new slot) the mark's positions mean nothing now.
+    pub fn commit_from(
+        &self,
+        checkpoint: &Checkpoint,
+        commit_lsn: Lsn,
+        first_ordinal: u32,
+        outgoing: &[Outgoing],
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        let mut added: BTreeMap<&str, u64> = BTreeMap::new();
-        for (ordinal, out) in outgoing.iter().enumerate() {
-            let id = EventId {
-                commit_lsn,
-                ordinal: ordinal as u32,
-            };
-            let value = outbox::entry_value(&DeliveryState::new(&out.key), &out.payload)?;
-            for endpoint in &out.endpoints {
-                batch.insert(keys::outbox(endpoint, id), value.as_slice());
-                *added.entry(endpoint).or_default() += 1;
+        let added = entries(&mut batch, commit_lsn, first_ordinal, outgoing)?;
+        batch.insert(keys::CHECKPOINT, checkpoint_bytes(checkpoint)?);
+        batch.remove(keys::STAGED);
+        self.db.apply_batch(batch).map_err(StoreError::Write)?;
+        self.count_added(added);
+        Ok(())
+    }
+
+    /// Moves the checkpoint past WAL without transactions for us (an idle stream's keepalive).
+    /// A staging mark stays: its transaction is still to come.
+    pub fn advance(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.db
+            .insert(keys::CHECKPOINT, checkpoint_bytes(checkpoint)?)
+            .map_err(StoreError::Write)?;
+        Ok(())
+    }
+
+    /// Writes entries of a transaction that has not reached its Commit message yet (a large
+    /// one, in chunks), without moving the checkpoint: the `n`th of `outgoing` gets ordinal
+    /// `first_ordinal + n`. A mark saying how far the transaction is stored goes in the same
+    /// batch (see [`Store::staged`]).
+    pub fn stage(
+        &self,
+        commit_lsn: Lsn,
+        first_ordinal: u32,
+        outgoing: &[Outgoing],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let added = entries(&mut batch, commit_lsn, first_ordinal, outgoing)?;
+        let stored = Staged {
+            commit_lsn,
+            stored: first_ordinal.saturating_add(outgoing.len() as u32),
+        };
+        batch.insert(keys::STAGED, stored.to_bytes().as_slice());
+        self.db.apply_batch(batch).map_err(StoreError::Write)?;
+        self.count_added(added);
+        Ok(())
+    }
+
+    /// The transaction stored in part ahead of its commit, if the last write was such a chunk.
+    /// When the server sends that transaction again (after a crash or a reconnect), entries
+    /// below the mark must not be written again: they are in the outbox with their delivery
+    /// state, or were delivered and removed, or dead-lettered; and delivery has read past them.
+    pub fn staged(&self) -> Result<Option<Staged>, StoreError> {
+        match self.db.get(keys::STAGED).map_err(StoreError::Write)? {
+            None => Ok(None),
+            Some(bytes) => {
+                Staged::from_bytes(&bytes)
+                    .map(Some)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "staging mark",
+                        detail: format!("{} bytes", bytes.len()),
+                    })
             }
         }
-        batch.insert(keys::CHECKPOINT, checkpoint_bytes(checkpoint)?);
-        self.db.apply_batch(batch).map_err(StoreError::Write)?;
+    }
+
+    fn count_added(&self, added: BTreeMap<String, u64>) {
         if let Ok(mut pending) = self.pending.lock() {
             for (endpoint, n) in added {
-                *pending.entry(endpoint.to_string()).or_default() += n;
+                *pending.entry(endpoint).or_default() += n;
             }
         }
-        Ok(())
     }
 
     /// Makes everything written so far durable (fsync).
@@ -163,6 +228,29 @@ impl Store {
             .map_err(StoreError::Write)?;
         Ok(())
     }
+}
+
+/// Adds a transaction's entries to `batch`, numbered from `first_ordinal`; returns how many per
+/// endpoint.
+fn entries(
+    batch: &mut sled::Batch,
+    commit_lsn: Lsn,
+    first_ordinal: u32,
+    outgoing: &[Outgoing],
+) -> Result<BTreeMap<String, u64>, StoreError> {
+    let mut added: BTreeMap<String, u64> = BTreeMap::new();
+    for (n, out) in outgoing.iter().enumerate() {
+        let id = EventId {
+            commit_lsn,
+            ordinal: first_ordinal.saturating_add(n as u32),
+        };
+        let value = outbox::entry_value(&DeliveryState::new(&out.key), &out.payload)?;
+        for endpoint in &out.endpoints {
+            batch.insert(keys::outbox(endpoint, id), value.as_slice());
+            *added.entry(endpoint.clone()).or_default() += 1;
+        }
+    }
+    Ok(added)
 }
 
 fn checkpoint_bytes(checkpoint: &Checkpoint) -> Result<Vec<u8>, StoreError> {

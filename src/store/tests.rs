@@ -215,3 +215,68 @@ fn checkpoint_applies_only_to_its_own_slot() {
         Err(Mismatch::Moved { .. })
     ));
 }
+
+#[tokio::test]
+async fn staged_chunks_leave_a_mark_until_their_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(700),
+    };
+    {
+        let store = Store::open(&state).unwrap();
+        store.commit(&cp, Lsn(600), &[]).unwrap();
+        let chunk = [out("a", "k1", &["hr", "lms"]), out("b", "k2", &["hr"])];
+        store.stage(Lsn(800), 0, &chunk).unwrap();
+        store
+            .stage(Lsn(800), 2, &[out("c", "k3", &["hr"])])
+            .unwrap();
+        assert_eq!(store.pending_total(), 4);
+        assert_eq!(
+            store.checkpoint().unwrap().unwrap().lsn,
+            Lsn(700),
+            "staging moves no checkpoint"
+        );
+        // An idle advance keeps the mark: the transaction is still to come.
+        let idle = Checkpoint {
+            lsn: Lsn(750),
+            ..cp.clone()
+        };
+        store.advance(&idle).unwrap();
+        store.flush().await.unwrap();
+    }
+    // A crash before the commit: the mark says how far the transaction is stored.
+    let store = Store::open(&state).unwrap();
+    assert_eq!(
+        store.staged().unwrap(),
+        Some(Staged {
+            commit_lsn: Lsn(800),
+            stored: 3
+        })
+    );
+    assert_eq!(store.checkpoint().unwrap().unwrap().lsn, Lsn(750));
+    assert_eq!(store.pending_total(), 4);
+    // The rest comes at commit, numbered on, with the checkpoint; the mark goes.
+    let done = Checkpoint {
+        lsn: Lsn(900),
+        ..cp.clone()
+    };
+    store
+        .commit_from(&done, Lsn(800), 3, &[out("d", "k4", &["hr"])])
+        .unwrap();
+    assert_eq!(store.staged().unwrap(), None);
+    assert_eq!(
+        payloads(&store, "hr"),
+        vec![
+            (id(800, 0), "a".to_string()),
+            (id(800, 1), "b".to_string()),
+            (id(800, 2), "c".to_string()),
+            (id(800, 3), "d".to_string())
+        ]
+    );
+    assert_eq!(payloads(&store, "lms"), vec![(id(800, 0), "a".to_string())]);
+    assert_eq!(store.checkpoint().unwrap().unwrap().lsn, Lsn(900));
+    let counts: Vec<(String, u64)> = store.pending_counts().into_iter().collect();
+    assert_eq!(counts, vec![("hr".to_string(), 4), ("lms".to_string(), 1)]);
+}

@@ -68,3 +68,7 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 }
+
+pub mod bridge;
+pub mod walsender;
+pub mod workload;
