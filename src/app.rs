@@ -102,10 +102,24 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
                 let _ = stop_tx.send(true);
                 capture.await
             }
+            // A dispatcher only ends early on an error it cannot retry (the state directory
+            // refused a write): a bridge that silently stopped delivering to one endpoint would
+            // be worse than one that stops and says why.
+            Some(done) = dispatchers.join_next() => {
+                let failure = match done {
+                    Ok(Ok(())) => Error::definite("a dispatcher stopped unexpectedly", None),
+                    Ok(Err(e)) => e,
+                    Err(e) => Error::definite(format!("a dispatcher task failed: {e}"), None),
+                };
+                error!(error = %failure, "delivery stopped; stopping intake");
+                let _ = stop_tx.send(true);
+                let _ = capture.await;
+                Err(failure)
+            }
         }
     };
     if let Err(e) = &result {
-        error!(error = %e, "capture stopped");
+        error!(error = %e, "the bridge is stopping on an error");
     }
     let _ = stop_tx.send(true);
     while let Some(done) = dispatchers.join_next().await {

@@ -16,7 +16,7 @@
 
 mod flusher;
 mod session;
-mod watchdog;
+pub(crate) mod watchdog;
 
 use std::time::Duration;
 

@@ -1,8 +1,11 @@
 //! The top-level error: every module's error, and whether retrying can help.
 //!
-//! Transient errors (a dropped connection, a restarting server, a full disk) are retried with
-//! backoff by the long-running commands; definite ones (bad configuration, missing prerequisites,
-//! wrong password, undecodable input) stop with a message and a hint for the operator.
+//! Transient errors (a dropped connection, a restarting server) are retried with backoff by the
+//! long-running commands; definite ones (bad configuration, missing prerequisites, wrong
+//! password, undecodable input, a state directory that refused a write) stop with a message and
+//! a hint for the operator. A failed write stops the process rather than being retried because
+//! sled refuses every write after its first I/O error; a restart (by hand or by the service
+//! manager) recovers from what is durable.
 
 use crate::config::ConfigError;
 use crate::ephemeral::EphemeralError;

@@ -59,11 +59,13 @@ pub async fn run(
         .await?;
     info!(slot = %slot, from = %start, "tailing (temporary slot)");
 
+    let mut watchdog = crate::capture::watchdog::Watchdog::new(settings.params.addr());
     let mut decoder = Decoder::new();
     let mut open: Option<Transaction> = None;
     loop {
         let event = tokio::select! {
-            event = stream.next() => event?,
+            // A server that goes silent mid-frame would otherwise leave tail waiting forever.
+            event = watchdog.next(&mut stream) => event?,
             _ = crate::capture::stopped(&mut shutdown) => {
                 let _ = stream.close().await;
                 return Ok(());

@@ -14,19 +14,19 @@ use crate::Error;
 
 /// Silence this long makes us ask for a reply. Idle servers send nothing while our status
 /// updates keep them content, so this is a poll every few seconds at most.
-pub(super) const PROBE_AFTER: Duration = Duration::from_secs(5);
+pub(crate) const PROBE_AFTER: Duration = Duration::from_secs(5);
 /// No answer this long after asking: the connection is dead. Also the limit for writing a
 /// status update, which blocks for good once a peer stops reading and the socket fills up.
-pub(super) const DEAD_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const DEAD_AFTER: Duration = Duration::from_secs(10);
 
-pub(super) struct Watchdog {
+pub(crate) struct Watchdog {
     addr: String,
     /// We asked for a reply and heard nothing since.
     probed: bool,
 }
 
 impl Watchdog {
-    pub(super) fn new(addr: String) -> Watchdog {
+    pub(crate) fn new(addr: String) -> Watchdog {
         Watchdog {
             addr,
             probed: false,
@@ -35,7 +35,7 @@ impl Watchdog {
 
     /// The stream's next event, or an error once the server has been silent through a request
     /// for a reply.
-    pub(super) async fn next(
+    pub(crate) async fn next(
         &mut self,
         stream: &mut ReplicationStream,
     ) -> Result<StreamEvent, Error> {
@@ -59,7 +59,7 @@ impl Watchdog {
     }
 
     /// `write` within [`DEAD_AFTER`].
-    pub(super) async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         write: impl Future<Output = Result<T, ReplicationError>>,
     ) -> Result<T, Error> {
