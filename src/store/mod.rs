@@ -68,6 +68,8 @@ impl StoreError {
     }
 }
 
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The sled database under `[state].dir`.
 #[derive(Clone)]
 pub struct Store {
@@ -90,6 +92,10 @@ impl Store {
         let db = sled::Config::new()
             .path(dir.join("sled"))
             .mode(sled::Mode::HighThroughput)
+            // sled's default page cache is 1 GiB; the outbox is read sequentially and mostly
+            // once, so a small cache costs little speed and keeps a sidecar's memory small
+            // (BENCHMARKS.md: 140 MB → 64 MB on a 200 000-event backlog).
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| match &source {
                 sled::Error::Io(io) if is_lock_error(io) => StoreError::Locked {
