@@ -75,8 +75,9 @@ impl Bridge {
         let state = state
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.path().join("state"));
+        // Port 0: tests run bridges in parallel, and the default 9187 would clash.
         let config = format!(
-            "[postgres]\nurl = \"{url}\"\n[state]\ndir = \"{}\"\n{rest}\n",
+            "[postgres]\nurl = \"{url}\"\n[state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{rest}\n",
             state.display()
         );
         std::fs::write(dir.path().join("bridge.toml"), config).unwrap();
