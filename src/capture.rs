@@ -81,11 +81,9 @@ pub trait Handler: Send {
     /// Entries of the open transaction that may be stored before its commit: everything
     /// gathered so far when that is at least `at_least` entries, otherwise nothing. Capture asks
     /// after each item, so a handler that answers keeps memory bounded in a large transaction.
-    /// The default keeps everything for [`Handler::commit`].
-    fn take_ready(&mut self, at_least: usize) -> Vec<Outgoing> {
-        let _ = at_least;
-        Vec::new()
-    }
+    /// No default: a wrapper that forgot to forward it would silently hold a huge
+    /// transaction in memory again.
+    fn take_ready(&mut self, at_least: usize) -> Vec<Outgoing>;
     /// `txn` committed at `end_lsn`: return what it leaves for delivery beyond what
     /// [`Handler::take_ready`] handed over, stored atomically with the checkpoint. Entries get
     /// event ids (commit LSN, `n`) with `n` counting on from the ones taken before.

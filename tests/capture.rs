@@ -228,6 +228,11 @@ impl Handler for Collector {
         Ok(())
     }
 
+    /// One record per transaction: these transactions are small, nothing is handed over early.
+    fn take_ready(&mut self, _at_least: usize) -> Vec<Outgoing> {
+        Vec::new()
+    }
+
     fn commit(&mut self, _txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Outgoing>, Error> {
         let ids = std::mem::take(&mut self.pending);
         let record = Outgoing {
@@ -430,6 +435,9 @@ struct Printing(Collector);
 impl Handler for Printing {
     fn item(&mut self, txn: &Transaction, item: &Item) -> Result<(), Error> {
         self.0.item(txn, item)
+    }
+    fn take_ready(&mut self, at_least: usize) -> Vec<Outgoing> {
+        self.0.take_ready(at_least)
     }
     fn commit(&mut self, txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Outgoing>, Error> {
         let ids = self.0.pending.clone();

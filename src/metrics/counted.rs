@@ -40,6 +40,23 @@ impl Handler for Counted<'_> {
         self.detector.item(txn, item)
     }
 
+    fn take_ready(&mut self, at_least: usize) -> Vec<Outgoing> {
+        // Events taken before the commit are counted now: with pgoutput v1 every transaction we
+        // see has committed. A session cut mid-transaction resends it, so that count can run
+        // over; the webhooks themselves are not duplicated (same ids).
+        let types: Vec<EventType> = self
+            .detector
+            .pending()
+            .iter()
+            .map(|e| e.event_type)
+            .collect();
+        let outgoing = self.detector.take_ready(at_least);
+        for t in types.into_iter().take(outgoing.len()) {
+            self.metrics.event_detected(t);
+        }
+        outgoing
+    }
+
     fn commit(&mut self, txn: &Transaction, end_lsn: Lsn) -> Result<Vec<Outgoing>, Error> {
         // Read before delegating: commit takes the detector's pending events.
         let types: Vec<EventType> = self
