@@ -4,9 +4,9 @@
 
 mod support;
 
+use support::bridge::{wait_streaming, Bridge};
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,6 @@ use fuse_cdc_bridge::event::EventId;
 use fuse_cdc_bridge::receiver::{Received, Receiver, Reply, Responder};
 use fuse_cdc_bridge::Lsn;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fuse-cdc-bridge");
 const TABLES: &str =
     "users, learning_plans, learning_plan_enrollments, scorm_attempts, event_attendances";
 const SECRET_KEY: &[u8] = b"fuse-test-secret-0123456789abcdef";
@@ -46,93 +45,9 @@ fn always(status: u16) -> Responder {
     Arc::new(move |_| Reply::status(status))
 }
 
-/// The bridge process and its files.
-struct Bridge {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Bridge {
-    /// Writes the config (`endpoints` is the `[[endpoints]]` TOML) and starts `run`.
-    fn start(c: &Cluster, endpoints: &str, outbox: &str) -> Bridge {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            // Port 0: tests run in parallel, each bridge with its own listener.
-            "[postgres]\nurl = \"{}\"\n[state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[outbox]\n{outbox}\n{endpoints}\n",
-            c.superuser_url(),
-            dir.path().join("state").display()
-        );
-        std::fs::write(dir.path().join("bridge.toml"), config).unwrap();
-        let mut bridge = Bridge { dir, child: None };
-        bridge.restart();
-        bridge
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("bridge.toml")
-    }
-
-    fn restart(&mut self) {
-        assert!(self.child.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("bridge.log"))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(self.config())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("bridge.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM, and the exit status.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        child.wait().unwrap()
-    }
-
-    fn kill9(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--config")
-            .arg(self.config())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// Starts `run` with `endpoints` (the `[[endpoints]]` TOML) and the `[outbox]` keys in `outbox`.
+fn start_bridge(c: &Cluster, endpoints: &str, outbox: &str) -> Bridge {
+    Bridge::start(c, &format!("[outbox]\n{outbox}\n{endpoints}"))
 }
 
 fn wait_for(
@@ -153,19 +68,6 @@ fn wait_for(
                 .collect::<Vec<_>>(),
             bridge.log()
         );
-    }
-}
-
-fn wait_streaming(c: &Cluster, bridge: &Bridge) {
-    let start = Instant::now();
-    while c
-        .psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'fuse_cdc_bridge' AND active")
-        .unwrap()
-        .trim()
-        != "1"
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "bridge never streamed:\n{}", bridge.log());
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -211,7 +113,7 @@ format = "json"
         whsec(),
         lms.url("/fuse")
     );
-    let bridge = Bridge::start(&c, &endpoints, "");
+    let bridge = start_bridge(&c, &endpoints, "");
     wait_streaming(&c, &bridge);
     let started = std::time::SystemTime::now();
     c.psql("INSERT INTO users (email, first_name, last_name) VALUES ('ada@example.com', 'Ada', 'Lovelace')").unwrap();
@@ -350,7 +252,7 @@ fn retries_honour_backoff_and_retry_after_and_dead_letters_can_be_retried() {
         "[[endpoints]]\nname = \"hr\"\nurl = \"{}\"\nevents = [\"user.created\"]\nbackoff = {{ initial = \"200ms\", max = \"2s\" }}\n",
         hooks.url("/")
     );
-    let mut bridge = Bridge::start(&c, &endpoints, "");
+    let mut bridge = start_bridge(&c, &endpoints, "");
     wait_streaming(&c, &bridge);
     c.psql("INSERT INTO users (email) VALUES ('ada@example.com'), ('grace@example.com'), ('alan@example.com')").unwrap();
     // Ada: 3 failures + 1 success; Grace: 1 + 1; Alan: 1 (rejected).
@@ -465,7 +367,7 @@ fn per_user_order_holds_at_concurrency_8_and_a_failing_user_blocks_no_one_else()
         "INSERT INTO users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 20) g",
     )
     .unwrap();
-    let mut bridge = Bridge::start(&c, &endpoints, "");
+    let mut bridge = start_bridge(&c, &endpoints, "");
     wait_streaming(&c, &bridge);
     for round in 1..=5 {
         c.psql(&format!("UPDATE users SET job_title = 'title {round}'"))
@@ -530,7 +432,7 @@ fn kill_9_ten_times_during_10000_events_loses_nothing() {
         "[[endpoints]]\nname = \"hr\"\nurl = \"{}\"\nevents = [\"user.created\"]\nconcurrency = 16\n",
         hooks.url("/")
     );
-    let mut bridge = Bridge::start(&c, &endpoints, "");
+    let mut bridge = start_bridge(&c, &endpoints, "");
     wait_streaming(&c, &bridge);
     const EVENTS: usize = 10_000;
     let url = c.superuser_url();
@@ -606,7 +508,7 @@ fn a_dead_receiver_does_not_hold_wal_and_gets_everything_when_back() {
         "[[endpoints]]\nname = \"hr\"\nurl = \"{}\"\nevents = [\"user.created\"]\nbackoff = {{ initial = \"200ms\", max = \"1s\" }}\n",
         hooks.url("/")
     );
-    let mut bridge = Bridge::start(&c, &endpoints, "");
+    let mut bridge = start_bridge(&c, &endpoints, "");
     wait_streaming(&c, &bridge);
     let addr = rt.block_on(async { hooks.stop() });
     c.psql("INSERT INTO users (email) SELECT 'd' || g || '@example.com' FROM generate_series(1, 200) g").unwrap();
@@ -660,7 +562,7 @@ fn backpressure_pauses_and_resumes_with_a_tiny_bound_losing_nothing() {
         "[[endpoints]]\nname = \"hr\"\nurl = \"{}\"\nevents = [\"user.created\"]\nconcurrency = 1\n",
         hooks.url("/")
     );
-    let mut bridge = Bridge::start(&c, &endpoints, "max_pending = 5");
+    let mut bridge = start_bridge(&c, &endpoints, "max_pending = 5");
     wait_streaming(&c, &bridge);
     for batch in 0..10 {
         c.psql(&format!(
@@ -680,7 +582,6 @@ fn backpressure_pauses_and_resumes_with_a_tiny_bound_losing_nothing() {
     assert!(log.contains("outbox full: replication paused"), "{log}");
     assert!(log.contains("replication resumed"), "{log}");
     assert!(bridge.stop().success());
-    let _ = Path::new("");
 }
 
 #[test]
@@ -692,7 +593,7 @@ fn teardown_refuses_while_webhooks_are_owed_and_drops_the_slot_when_forced() {
         "[[endpoints]]\nname = \"hr\"\nurl = \"{}\"\nevents = [\"user.created\"]\n",
         hooks.url("/")
     );
-    let mut bridge = Bridge::start(&c, &endpoints, "");
+    let mut bridge = start_bridge(&c, &endpoints, "");
     wait_streaming(&c, &bridge);
     c.psql("INSERT INTO users (email) VALUES ('owed@example.com')")
         .unwrap();
@@ -751,7 +652,7 @@ fn run_waits_for_a_database_that_is_down_at_start() {
         hooks.url("/")
     );
     c.stop(fuse_cdc_bridge::ephemeral::StopMode::Fast).unwrap();
-    let mut bridge = Bridge::start(&c, &endpoints, "");
+    let mut bridge = start_bridge(&c, &endpoints, "");
     let start = Instant::now();
     while !bridge
         .log()
@@ -765,7 +666,7 @@ fn run_waits_for_a_database_that_is_down_at_start() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        bridge.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        bridge.wait_exit(Duration::from_millis(100)).is_none(),
         "run gave up"
     );
     c.start_again().unwrap();
