@@ -70,7 +70,7 @@ impl StoreError {
     }
 }
 
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The sled database under `[state].dir`.
 #[derive(Clone)]
@@ -96,7 +96,8 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             // sled's default page cache is 1 GiB; the outbox is read sequentially and mostly
             // once, so a small cache costs little speed and keeps a sidecar's memory small
-            // (BENCHMARKS.md: 140 MB → 64 MB on a 200 000-event backlog).
+            // (BENCHMARKS.md, sled alone: 140 MB at 1 GiB → 58 MB at 8 MiB, at the same speed
+            // with compact entries; 4 MiB starts to cost speed).
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| match &source {
