@@ -81,6 +81,14 @@ fn one(per_batch: usize, cache_mb: u64, pack: usize) {
         "\n",
         r#"{"event_type":"learning_plan.completed","params":[{"name":"user_id","value":"123","integer":true,"column":"user_id"},{"name":"learning_plan_id","value":"45","integer":true,"column":"learning_plan_id"}],"commit_time":786543210123456,"table":"public.learning_plan_enrollments"}"#
     );
+    // FUSE_SLED_VALUE_BYTES shrinks (or pads) the value: what a more compact encoding buys.
+    let value: String = match std::env::var("FUSE_SLED_VALUE_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(n) => value.chars().cycle().take(n).collect(),
+        None => value.to_string(),
+    };
     let checkpoint = br#"{"binding":{"system_id":"7312345678901234567","slot_name":"fuse_cdc_bridge","bound_at":"0/1A2B3C4"},"lsn":"0/5A6B7C8"}"#;
     let start = Instant::now();
     let mut written = 0;

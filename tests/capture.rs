@@ -238,7 +238,7 @@ impl Handler for Collector {
         let record = Outgoing {
             payload: serde_json::to_vec(&ids).unwrap(),
             key: String::new(),
-            endpoints: vec!["test".to_string()],
+            endpoints: vec!["test".to_string()].into(),
         };
         self.txns.lock().unwrap().push((end_lsn, ids));
         Ok(vec![record])

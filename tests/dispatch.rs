@@ -67,7 +67,7 @@ async fn a_small_window_still_delivers_everything_in_order_and_a_failing_user_bl
                 &[Outgoing {
                     payload: e.to_bytes(),
                     key: e.ordering_key(),
-                    endpoints: vec!["hr".into()],
+                    endpoints: vec!["hr".to_string()].into(),
                 }],
             )
             .unwrap();

@@ -14,7 +14,7 @@ use crate::pg::replication::{
     ReplicationError, ReplicationSession, ReplicationStream, StreamEvent, SystemIdentity,
 };
 use crate::pgoutput::{Decoder, Item, Transaction};
-use crate::store::{Checkpoint, Mismatch, Outgoing, SlotBinding, Staged, Store};
+use crate::store::{Checkpoint, Group, Mismatch, Outgoing, SlotBinding, Staged, Store};
 use crate::Error;
 
 /// Exponential reconnect delays.
@@ -139,9 +139,19 @@ async fn session(
         // resolve_checkpoint unless it bound the state to another slot).
         staged: store.staged()?,
         chunk: stage_chunk(settings),
+        group: Group::default(),
+        written: None,
+    };
+    let report = |lsn: Lsn| {
+        flusher.committed(lsn);
+        progress.send_modify(|p| p.committed = p.committed.max(lsn));
     };
     loop {
         if outbox_full(settings, store) {
+            // What is gathered goes out first, so delivery can see it while intake waits.
+            if let Some(lsn) = state.write_group(store)? {
+                report(lsn);
+            }
             // Backpressure: stop reading (the server holds the WAL) but keep answering, so the
             // walsender does not time us out. Nothing is dropped.
             warn!(pending = store.pending_total(), max_pending = ?settings.max_pending,
@@ -152,7 +162,7 @@ async fn session(
                         watchdog.bounded(stream.send_status_if_due()).await?;
                     }
                     _ = crate::capture::stopped(shutdown) => {
-                        return finish(stream, &flusher, store, progress).await;
+                        return finish(stream, &mut state, &flusher, store, progress).await;
                     }
                 }
             }
@@ -164,7 +174,7 @@ async fn session(
         let event = tokio::select! {
             event = watchdog.next(&mut stream) => event?,
             _ = crate::capture::stopped(shutdown) => {
-                return finish(stream, &flusher, store, progress).await;
+                return finish(stream, &mut state, &flusher, store, progress).await;
             }
         };
         if let Some(e) = flusher.take_failure() {
@@ -177,15 +187,20 @@ async fn session(
         *streamed = true;
         match state.apply(event, store, handler)? {
             Applied::Nothing => {}
-            Applied::Committed(lsn) => {
-                flusher.committed(lsn);
-                progress.send_modify(|p| p.committed = lsn);
-            }
+            Applied::Committed(lsn) => report(lsn),
             // Delivery learns of new entries from progress, and these come without a commit.
             Applied::Staged(n) => progress.send_modify(|p| p.staged += n),
         }
+        if let Some(lsn) = state.settle(store, stream.has_buffered())? {
+            report(lsn);
+        }
     }
 }
+
+/// Transactions one group write holds at most (besides the entry bound, [`stage_chunk`]):
+/// enough to make sled's per-batch cost small, few enough that the confirmed position and
+/// delivery keep moving under a steady stream.
+const GROUP_TRANSACTIONS: usize = 256;
 
 /// Entries a large transaction gathers before they are stored: small enough to bound memory,
 /// large enough to make few writes; never more than the outbox bound, so backpressure still
@@ -212,11 +227,15 @@ fn outbox_full(settings: &CaptureSettings, store: &Store) -> bool {
 /// A graceful end: everything stored is made durable and confirmed to the server.
 async fn finish(
     stream: ReplicationStream,
+    state: &mut StreamState,
     flusher: &Flusher,
     store: &Store,
     progress: &watch::Sender<Progress>,
 ) -> Result<Ended, Error> {
     let mut stream = stream;
+    if let Some(lsn) = state.write_group(store)? {
+        flusher.committed(lsn);
+    }
     let durable = flusher.drain(store).await?;
     stream.set_flushed(durable);
     progress.send_modify(|p| p.flushed = durable);
@@ -300,8 +319,13 @@ struct StreamState {
     next_ordinal: u32,
     /// How far a transaction is stored ahead of its commit (the store's mark, kept here).
     staged: Option<Staged>,
-    /// Store entries ahead of the commit once the handler has this many.
+    /// Store entries ahead of the commit once the handler has this many; also the most a
+    /// group of transactions gathers before it is written.
     chunk: usize,
+    /// Committed transactions not written to the store yet; `checkpoint` is past them.
+    group: Group,
+    /// The checkpoint of the last group written and not yet reported.
+    written: Option<Lsn>,
 }
 
 impl StreamState {
@@ -325,12 +349,41 @@ impl StreamState {
                 if self.decoder.transaction().is_some() || wal_end <= self.checkpoint.lsn {
                     return Ok(Applied::Nothing);
                 }
+                self.write_group_unreported(store)?;
                 self.checkpoint.lsn = wal_end;
                 // A transaction resent after a reconnect may still lie ahead: keep its mark.
                 store.advance(&self.checkpoint)?;
                 Ok(Applied::Committed(wal_end))
             }
         }
+    }
+
+    /// Writes the gathered transactions, if any, with the checkpoint past the last of them;
+    /// returns the checkpoint of what was written and not reported yet.
+    fn write_group(&mut self, store: &Store) -> Result<Option<Lsn>, Error> {
+        self.write_group_unreported(store)?;
+        Ok(self.written.take())
+    }
+
+    /// [`StreamState::write_group`], leaving the report to the next `settle`.
+    fn write_group_unreported(&mut self, store: &Store) -> Result<(), Error> {
+        if !self.group.is_empty() {
+            store.apply(std::mem::take(&mut self.group), &self.checkpoint)?;
+            self.written = Some(self.checkpoint.lsn);
+        }
+        Ok(())
+    }
+
+    /// Called after each stream event: writes the group unless more of the stream is already
+    /// waiting (`more`) and the group still has room. While data arrives slower than it is
+    /// stored every transaction is written at once, so grouping adds no latency.
+    fn settle(&mut self, store: &Store, more: bool) -> Result<Option<Lsn>, Error> {
+        let full = self.group.entries() >= self.chunk as u64
+            || self.group.transactions() >= GROUP_TRANSACTIONS;
+        if more && !full {
+            return Ok(self.written.take());
+        }
+        self.write_group(store)
     }
 
     /// Numbers `outgoing` on from the open transaction's previous entries and drops the ones
@@ -360,6 +413,8 @@ impl StreamState {
         if rest.is_empty() {
             return Ok(Applied::Nothing);
         }
+        // Earlier transactions first: the group's write drops the staging mark.
+        self.write_group_unreported(store)?;
         store.stage(txn.final_lsn, first, rest)?;
         self.staged = Some(Staged {
             commit_lsn: txn.final_lsn,
@@ -414,9 +469,10 @@ impl StreamState {
                 let outgoing = handler.commit(&txn, *end_lsn)?;
                 let (first, rest) = self.number(*commit_lsn, &outgoing);
                 self.checkpoint.lsn = *end_lsn;
-                store.commit_from(&self.checkpoint, *commit_lsn, first, rest)?;
+                self.group.add(*commit_lsn, first, rest)?;
                 self.staged = None;
-                Ok(Applied::Committed(*end_lsn))
+                // Written (and reported) by `settle`, perhaps with the ones that follow.
+                Ok(Applied::Nothing)
             }
             _ => {
                 if self.skipping {

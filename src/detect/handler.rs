@@ -1,5 +1,7 @@
 //! [`Detector`]: detection as a capture [`Handler`].
 
+use std::sync::Arc;
+
 use tracing::warn;
 
 use crate::capture::Handler;
@@ -25,7 +27,7 @@ use super::evaluate::detect;
 pub struct Detector {
     rules: Vec<Rule>,
     /// The endpoints subscribed to each event type.
-    routes: Vec<(EventType, Vec<String>)>,
+    routes: Vec<(EventType, Arc<[String]>)>,
     pending: Vec<Event>,
 }
 
@@ -34,7 +36,10 @@ impl Detector {
     pub fn new(rules: Vec<Rule>, routes: Vec<(EventType, Vec<String>)>) -> Detector {
         Detector {
             rules,
-            routes,
+            routes: routes
+                .into_iter()
+                .map(|(t, endpoints)| (t, Arc::from(endpoints)))
+                .collect(),
             pending: Vec::new(),
         }
     }
@@ -56,12 +61,12 @@ impl Detector {
         Detector::new(config.rules().to_vec(), routes)
     }
 
-    fn endpoints_for(&self, event_type: EventType) -> Vec<String> {
+    fn endpoints_for(&self, event_type: EventType) -> Arc<[String]> {
         self.routes
             .iter()
             .find(|(t, _)| *t == event_type)
-            .map(|(_, endpoints)| endpoints.clone())
-            .unwrap_or_default()
+            .map(|(_, endpoints)| Arc::clone(endpoints))
+            .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
     pub fn rules(&self) -> &[Rule] {

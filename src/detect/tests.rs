@@ -640,7 +640,7 @@ fn decoded(records: Vec<crate::store::Outgoing>) -> Vec<Event> {
     records
         .iter()
         .map(|r| {
-            assert_eq!(r.endpoints, ["x"]);
+            assert_eq!(&r.endpoints[..], ["x"]);
             Event::from_bytes(&r.payload).expect("an event record")
         })
         .collect()

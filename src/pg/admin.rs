@@ -14,6 +14,8 @@ pub enum AdminError {
     Connect(#[from] WireError),
     #[error("query failed: {}", with_cause(.0))]
     Query(#[source] tokio_postgres::Error),
+    #[error("the connection to PostgreSQL closed during the check (a restart, or the network)")]
+    ConnectionLost,
     #[error("wal_level is {actual:?}, but logical replication needs \"logical\"")]
     WalLevel { actual: String },
     #[error("the server returned an unreadable {what}: {value:?}")]
@@ -33,6 +35,7 @@ impl AdminError {
         match self {
             AdminError::Connect(e) => e.is_transient(),
             AdminError::Query(e) => e.is_closed() || e.code().is_none(),
+            AdminError::ConnectionLost => true,
             _ => false,
         }
     }
@@ -50,6 +53,9 @@ impl AdminError {
                 .as_db_error()
                 .and_then(|db| db.hint().map(str::to_string)),
             AdminError::Unreadable { .. } => None,
+            AdminError::ConnectionLost => {
+                Some("the bridge checks again with backoff; nothing to do unless it persists".into())
+            }
         }
     }
 }
@@ -125,6 +131,12 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// Whether the connection has ended (answers read from it afterwards are failures, not
+    /// facts about the database).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     pub async fn connect(params: &ConnectParams) -> Result<Admin, AdminError> {
         let client = crate::pg::wire::connect_sql(params).await?;
         Ok(Admin { client })

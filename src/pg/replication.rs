@@ -263,6 +263,12 @@ impl ReplicationStream {
         }
     }
 
+    /// Whether the next message is already received (so [`ReplicationStream::next`] will not
+    /// wait).
+    pub fn has_buffered(&self) -> bool {
+        self.conn.has_copy_data()
+    }
+
     /// Records that everything up to `lsn` is durable on our side. Never moves backwards: the
     /// server would ignore it, and it would misreport our progress.
     pub fn set_flushed(&mut self, lsn: Lsn) {

@@ -26,11 +26,17 @@ use crate::pg::dsn::ConnectParams;
 use crate::Error;
 
 /// Checks every prerequisite of `config` on its database, connecting as its role. Fails only
-/// when it cannot connect (or the connection string is unusable); every other trouble is a
-/// finding.
+/// when it cannot connect or the connection drops meanwhile (or the connection string is
+/// unusable); every other trouble is a finding.
 pub async fn inspect(config: &Config) -> Result<Report, Error> {
     let (admin, params) = connect(config).await?;
-    Ok(inspect_with(&admin, &params, config).await)
+    let report = inspect_with(&admin, &params, config).await;
+    if admin.is_closed() {
+        // Its "findings" are failed queries, not problems of the database: `run` waits and
+        // checks again instead of refusing to start.
+        return Err(crate::pg::admin::AdminError::ConnectionLost.into());
+    }
+    Ok(report)
 }
 
 pub(crate) async fn connect(config: &Config) -> Result<(Admin, ConnectParams), Error> {

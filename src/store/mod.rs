@@ -7,10 +7,12 @@
 
 mod checkpoint;
 mod counts;
+mod group;
 mod keys;
 mod outbox;
 
 pub use checkpoint::{Checkpoint, Mismatch, SlotBinding, Staged};
+pub use group::Group;
 pub use outbox::{DeadLetter, DeliveryState, OutboxEntry, Outgoing};
 
 use std::fs::DirBuilder;
@@ -68,7 +70,7 @@ impl StoreError {
     }
 }
 
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The sled database under `[state].dir`.
 #[derive(Clone)]
@@ -94,7 +96,8 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             // sled's default page cache is 1 GiB; the outbox is read sequentially and mostly
             // once, so a small cache costs little speed and keeps a sidecar's memory small
-            // (BENCHMARKS.md: 140 MB → 64 MB on a 200 000-event backlog).
+            // (BENCHMARKS.md, sled alone: 140 MB at 1 GiB → 58 MB at 8 MiB, at the same speed
+            // with compact entries; 4 MiB starts to cost speed).
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| match &source {
@@ -155,13 +158,9 @@ impl Store {
         first_ordinal: u32,
         outgoing: &[Outgoing],
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        let added = entries(&mut batch, commit_lsn, first_ordinal, outgoing)?;
-        batch.insert(keys::CHECKPOINT, checkpoint_bytes(checkpoint)?);
-        batch.remove(keys::STAGED);
-        self.db.apply_batch(batch).map_err(StoreError::Write)?;
-        self.count_added(added);
-        Ok(())
+        let mut group = Group::default();
+        group.add(commit_lsn, first_ordinal, outgoing)?;
+        self.apply(group, checkpoint)
     }
 
     /// Moves the checkpoint past WAL without transactions for us (an idle stream's keepalive).
@@ -184,7 +183,8 @@ impl Store {
         outgoing: &[Outgoing],
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        let added = entries(&mut batch, commit_lsn, first_ordinal, outgoing)?;
+        let mut added = BTreeMap::new();
+        entries(&mut batch, &mut added, commit_lsn, first_ordinal, outgoing)?;
         let stored = Staged {
             commit_lsn,
             stored: first_ordinal.saturating_add(outgoing.len() as u32),
@@ -236,27 +236,32 @@ impl Store {
     }
 }
 
-/// Adds a transaction's entries to `batch`, numbered from `first_ordinal`; returns how many per
-/// endpoint.
+/// Adds a transaction's entries to `batch`, numbered from `first_ordinal`, and counts them per
+/// endpoint in `added`.
 fn entries(
     batch: &mut sled::Batch,
+    added: &mut BTreeMap<String, u64>,
     commit_lsn: Lsn,
     first_ordinal: u32,
     outgoing: &[Outgoing],
-) -> Result<BTreeMap<String, u64>, StoreError> {
-    let mut added: BTreeMap<String, u64> = BTreeMap::new();
+) -> Result<(), StoreError> {
     for (n, out) in outgoing.iter().enumerate() {
         let id = EventId {
             commit_lsn,
             ordinal: first_ordinal.saturating_add(n as u32),
         };
-        let value = outbox::entry_value(&DeliveryState::new(&out.key), &out.payload)?;
-        for endpoint in &out.endpoints {
+        let value = outbox::fresh_entry_value(&out.key, &out.payload);
+        for endpoint in out.endpoints.iter() {
             batch.insert(keys::outbox(endpoint, id), value.as_slice());
-            *added.entry(endpoint.clone()).or_default() += 1;
+            match added.get_mut(endpoint.as_str()) {
+                Some(count) => *count += 1,
+                None => {
+                    added.insert(endpoint.clone(), 1);
+                }
+            }
         }
     }
-    Ok(added)
+    Ok(())
 }
 
 fn checkpoint_bytes(checkpoint: &Checkpoint) -> Result<Vec<u8>, StoreError> {

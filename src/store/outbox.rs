@@ -1,7 +1,10 @@
 //! The outbox: per endpoint, the events still owed to it, with their delivery state; and dead
 //! letters, the events an endpoint refused or that ran out of attempts.
 //!
-//! An entry's value is its state as one JSON line, then the event payload. Delivery removes the
+//! An entry's value is its state, then the event payload. A fresh entry (never attempted: nearly
+//! all of them) stores only its ordering key — a `0x01` byte, the key's length (u16, big-endian),
+//! the key — because capture writes one per event and sled's cost grows with the bytes. Any
+//! other state is one JSON line. Delivery removes the
 //! entry; it needs no fsync of its own: if a crash loses the removal the event is sent again with
 //! the same id, which receivers deduplicate.
 
@@ -16,7 +19,8 @@ pub struct Outgoing {
     pub payload: Vec<u8>,
     /// Events with the same key reach an endpoint in commit order.
     pub key: String,
-    pub endpoints: Vec<String>,
+    /// Shared by every event of a type: an event costs no copy of the list.
+    pub endpoints: std::sync::Arc<[String]>,
 }
 
 /// Where an outbox entry stands.
@@ -73,11 +77,60 @@ pub(super) fn entry_value<S: Serialize>(state: &S, payload: &[u8]) -> Result<Vec
     Ok(value)
 }
 
-fn split_value<S: for<'de> Deserialize<'de>>(value: &[u8]) -> Result<(S, Vec<u8>), StoreError> {
+/// Marks a fresh entry's value (JSON states start with `{`).
+const FRESH: u8 = 1;
+
+/// The value of an entry no attempt was made for yet.
+pub(super) fn fresh_entry_value(key: &str, payload: &[u8]) -> Vec<u8> {
+    // Ordering keys are `name=value` of one parameter; one too long for the compact form
+    // (never seen in practice) takes the JSON form.
+    let Ok(len) = u16::try_from(key.len()) else {
+        return entry_value(&DeliveryState::new(key), payload).unwrap_or_default();
+    };
+    let mut value = Vec::with_capacity(3 + key.len() + payload.len());
+    value.push(FRESH);
+    value.extend_from_slice(&len.to_be_bytes());
+    value.extend_from_slice(key.as_bytes());
+    value.extend_from_slice(payload);
+    value
+}
+
+/// A state that a stored value can hold.
+pub(super) trait StoredState: for<'de> Deserialize<'de> {
+    /// The state of a fresh entry with this ordering key, if this kind of record has one.
+    fn fresh(key: String) -> Option<Self>;
+}
+
+impl StoredState for DeliveryState {
+    fn fresh(key: String) -> Option<Self> {
+        Some(DeliveryState::new(&key))
+    }
+}
+
+impl StoredState for DeadLetter {
+    fn fresh(_: String) -> Option<Self> {
+        None
+    }
+}
+
+fn split_value<S: StoredState>(value: &[u8]) -> Result<(S, Vec<u8>), StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt {
         what: "outbox entry",
         detail,
     };
+    if value.first() == Some(&FRESH) {
+        let len = value
+            .get(1..3)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+            .ok_or_else(|| corrupt("truncated key".into()))?;
+        let key = value
+            .get(3..3 + len)
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .ok_or_else(|| corrupt("damaged key".into()))?;
+        let state = S::fresh(key.to_string())
+            .ok_or_else(|| corrupt("a fresh outbox entry among dead letters".into()))?;
+        return Ok((state, value[3 + len..].to_vec()));
+    }
     let split = value
         .iter()
         .position(|b| *b == b'\n')
@@ -86,7 +139,7 @@ fn split_value<S: for<'de> Deserialize<'de>>(value: &[u8]) -> Result<(S, Vec<u8>
     Ok((state, value[split + 1..].to_vec()))
 }
 
-fn read<S: for<'de> Deserialize<'de>>(
+fn read<S: StoredState>(
     area: &'static [u8],
     item: sled::Result<(sled::IVec, sled::IVec)>,
 ) -> Result<OutboxEntry<S>, StoreError> {
@@ -249,7 +302,7 @@ impl Store {
         batch.remove(dead_key);
         batch.insert(
             keys::outbox(endpoint, id),
-            entry_value(&DeliveryState::new(&dead.key), &payload)?,
+            fresh_entry_value(&dead.key, &payload),
         );
         self.db.apply_batch(batch).map_err(StoreError::Write)?;
         self.adjust_pending(endpoint, 1);

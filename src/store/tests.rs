@@ -13,7 +13,11 @@ fn out(payload: &str, key: &str, endpoints: &[&str]) -> Outgoing {
     Outgoing {
         payload: payload.as_bytes().to_vec(),
         key: key.into(),
-        endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+        endpoints: endpoints
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .into(),
     }
 }
 
@@ -279,4 +283,81 @@ async fn staged_chunks_leave_a_mark_until_their_commit() {
     assert_eq!(store.checkpoint().unwrap().unwrap().lsn, Lsn(900));
     let counts: Vec<(String, u64)> = store.pending_counts().into_iter().collect();
     assert_eq!(counts, vec![("hr".to_string(), 4), ("lms".to_string(), 1)]);
+}
+
+#[tokio::test]
+async fn fresh_entries_are_compact_and_old_json_entries_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(500),
+    };
+    store
+        .commit(&cp, Lsn(400), &[out("payload", "user_id=1", &["hr"])])
+        .unwrap();
+    let raw = store
+        .db
+        .get(keys::outbox("hr", id(400, 0)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(&raw[..], b"\x01\x00\x09user_id=1payload");
+    // As earlier builds wrote it: a JSON state line, then the payload.
+    let old = outbox::entry_value(&DeliveryState::new("user_id=2"), b"older").unwrap();
+    store
+        .db
+        .insert(keys::outbox("hr", id(450, 0)), old)
+        .unwrap();
+    let entries: Vec<_> = store.pending("hr", None).map(|e| e.unwrap()).collect();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].state, DeliveryState::new("user_id=1"));
+    assert_eq!(entries[0].payload, b"payload");
+    assert_eq!(entries[1].state, DeliveryState::new("user_id=2"));
+    assert_eq!(entries[1].payload, b"older");
+    // A damaged fresh entry is an error naming it, not a panic.
+    store
+        .db
+        .insert(keys::outbox("hr", id(460, 0)), &b"\x01\x00\x50abc"[..])
+        .unwrap();
+    let last = store.pending("hr", Some(id(450, 0))).next().unwrap();
+    assert!(matches!(last, Err(StoreError::Corrupt { .. })), "{last:?}");
+}
+
+#[tokio::test]
+async fn a_group_writes_several_transactions_with_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    store
+        .stage(Lsn(300), 0, &[out("s", "user_id=9", &["hr"])])
+        .unwrap();
+    assert!(store.staged().unwrap().is_some());
+    let mut group = Group::default();
+    group
+        .add(Lsn(300), 1, &[out("t", "user_id=9", &["hr"])])
+        .unwrap();
+    group
+        .add(Lsn(400), 0, &[out("a", "user_id=1", &["hr", "lms"])])
+        .unwrap();
+    group.add(Lsn(450), 0, &[]).unwrap();
+    assert_eq!((group.transactions(), group.entries()), (3, 3));
+    // Nothing is visible before the group is applied.
+    assert_eq!(store.pending_total(), 1);
+    assert_eq!(store.checkpoint().unwrap(), None);
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(460),
+    };
+    store.apply(group, &cp).unwrap();
+    assert_eq!(store.checkpoint().unwrap().unwrap().lsn, Lsn(460));
+    assert_eq!(store.staged().unwrap(), None);
+    assert_eq!(store.pending_total(), 4);
+    assert_eq!(
+        payloads(&store, "hr"),
+        vec![
+            (id(300, 0), "s".to_string()),
+            (id(300, 1), "t".to_string()),
+            (id(400, 0), "a".to_string())
+        ]
+    );
+    assert_eq!(payloads(&store, "lms"), vec![(id(400, 0), "a".to_string())]);
 }

@@ -55,6 +55,9 @@ pub enum CopyEvent {
     Done,
 }
 
+/// Free room the read buffer gets before each read.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// An open, authenticated connection, ready for queries.
 pub struct Connection {
     stream: Stream,
@@ -161,6 +164,18 @@ impl Connection {
         }
     }
 
+    /// Whether a whole CopyData message is already buffered, so that [`Connection::recv_copy`]
+    /// returns without waiting for the network. Lets a reader batch work while the stream runs
+    /// ahead of it.
+    pub fn has_copy_data(&self) -> bool {
+        let buf = &self.read_buf[..];
+        if buf.len() < 5 || buf[0] != b'd' {
+            return false;
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        buf.len() > len
+    }
+
     pub async fn send_copy_data(&mut self, payload: &[u8]) -> Result<(), WireError> {
         let data = frontend::CopyData::new(payload).map_err(|e| self.io(e))?;
         data.write(&mut self.write_buf);
@@ -220,6 +235,11 @@ impl Connection {
                     Backend::Other(Message::NotificationResponse(_)) => {}
                     other => return Ok(other),
                 }
+            }
+            // Large reads: a busy replication stream then costs few syscalls, and a reader can
+            // see whole runs of messages waiting (`has_copy_data`).
+            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 2 {
+                self.read_buf.reserve(READ_CHUNK);
             }
             let n = self
                 .stream
