@@ -226,8 +226,8 @@ impl EndpointClient {
                 Err(e) => return cannot_build(&e),
             };
         }
-        headers.insert(USER_AGENT_HEADER, self.fixed.user_agent.clone());
         headers.insert(ACCEPT, self.fixed.accept.clone());
+        headers.insert(USER_AGENT_HEADER, self.fixed.user_agent.clone());
         let response = match tokio::time::timeout_at(deadline, http.request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => return self.direct_failure(&e),
