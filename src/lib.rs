@@ -29,7 +29,7 @@
 //! - [`demo`]: the `demo` command: a throwaway cluster, activity, and what the bridge captures.
 //! - [`receiver`]: a loopback webhook receiver for the demo and the tests.
 //! - [`ephemeral`]: a throwaway PostgreSQL cluster for the demo and the tests.
-//! - [`event`]: events and their stable ids.
+//! - [`event`]: events, their stable ids and their compact stored form.
 //! - [`delivery`]: one event to one endpoint over HTTP: payloads, signing, retry policy.
 //! - [`error`]: the top-level error, which knows whether it is transient or definite.
 //! - [`lsn`]: the `Lsn` type.

@@ -5,7 +5,8 @@
 //! - `meta/checkpoint` → JSON checkpoint
 //! - `meta/staged` → commit LSN (8 bytes) and a count (4 bytes): the transaction whose first
 //!   entries are stored ahead of its commit, and how many
-//! - `out/` + len + endpoint + id → delivery state JSON, `\n`, event payload
+//! - `out/` + len + endpoint + id → delivery state (a compact fresh form, or JSON and `\n`; see
+//!   `outbox`), then the event payload (`event::encoding`)
 //! - `dead/` + len + endpoint + id → dead letter JSON, `\n`, event payload
 
 use crate::event::EventId;
