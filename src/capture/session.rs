@@ -171,7 +171,13 @@ async fn session(
                 "outbox below its bound: replication resumed"
             );
         }
+        if *shutdown.borrow() {
+            return finish(stream, &mut state, &flusher, store, progress).await;
+        }
+        // The stream first: while it has data ready the stop signal is not polled (that would
+        // register a waiter per message); the check above sees a stop asked meanwhile.
         let event = tokio::select! {
+            biased;
             event = watchdog.next(&mut stream) => event?,
             _ = crate::capture::stopped(shutdown) => {
                 return finish(stream, &mut state, &flusher, store, progress).await;

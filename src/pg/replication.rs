@@ -224,7 +224,14 @@ impl ReplicationStream {
     /// keepalives that ask for a reply.
     pub async fn next(&mut self) -> Result<StreamEvent, ReplicationError> {
         loop {
+            // Checked here as well as by the timer below, which is polled only when no data is
+            // ready: a busy stream must still report its progress every interval, or the
+            // walsender times us out.
+            if Instant::now() >= self.next_status {
+                self.send_status(false).await?;
+            }
             let copy = tokio::select! {
+                biased;
                 copy = self.conn.recv_copy() => copy?,
                 _ = sleep_until(self.next_status) => {
                     self.send_status(false).await?;
