@@ -3,6 +3,14 @@
 //!
 //! `cargo bench --bench e2e [-- capture delivery latency bigtxn]`, sizes in `FUSE_BENCH_*`.
 
+/// The binary's allocator and its settings (src/main.rs), so in-process capture measures what
+/// `run` does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: &[u8] = b"background_thread:true,narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 mod bigtxn;
 mod bridge;
 mod capture;
