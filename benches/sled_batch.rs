@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Entries written per configuration; `FUSE_SLED_TOTAL` changes it (memory as it grows).
 const TOTAL: usize = 200_000;
 /// (entries per batch, cache MB, events per value): one transaction per batch as the store
 /// does today (1-row and 100-row), grouped transactions, a smaller cache, one huge
@@ -57,6 +58,10 @@ fn main() {
 }
 
 fn one(per_batch: usize, cache_mb: u64, pack: usize) {
+    let total: usize = std::env::var("FUSE_SLED_TOTAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(TOTAL);
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = sled::Config::new()
         .path(dir.path().join("sled"))
@@ -93,11 +98,11 @@ fn one(per_batch: usize, cache_mb: u64, pack: usize) {
     let start = Instant::now();
     let mut written = 0;
     let mut batches = 0;
-    while written < TOTAL {
+    while written < total {
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
-        while in_batch < per_batch && written < TOTAL {
-            let n = pack.min(TOTAL - written);
+        while in_batch < per_batch && written < total {
+            let n = pack.min(total - written);
             let mut key = b"o\0bench\0".to_vec();
             key.extend_from_slice(&(written as u64).to_be_bytes());
             let mut v = Vec::with_capacity(n * (value.len() + 4));
@@ -122,7 +127,8 @@ fn one(per_batch: usize, cache_mb: u64, pack: usize) {
         serde_json::json!({
             "figure": format!("sled: {per_batch} entries/batch, cache {}, {pack} events/value",
                 if cache_mb == 0 { "default".to_string() } else { format!("{cache_mb} MB") }),
-            "entries_per_s": (TOTAL as f64 / secs).round(),
+            "entries": total,
+            "entries_per_s": (total as f64 / secs).round(),
             "us_per_batch": (secs * 1e6 / batches as f64).round(),
             "vm_hwm_mb": vm_hwm_mb(),
             "dir_mb": dir_bytes(dir.path()) >> 20,
