@@ -394,24 +394,37 @@ struct Body {
     start: Vec<u8>,
     truncated: bool,
     error: Option<String>,
+    /// Bytes read so far, kept or not.
+    read: usize,
+}
+
+impl Body {
+    fn new() -> Body {
+        Body {
+            start: Vec::new(),
+            truncated: false,
+            error: None,
+            read: 0,
+        }
+    }
+
+    /// Keeps what fits of `chunk`; false once past [`DRAIN_LIMIT`] (stop reading).
+    fn take(&mut self, chunk: &[u8]) -> bool {
+        self.read += chunk.len();
+        let room = KEEP_BYTES.saturating_sub(self.start.len());
+        self.start
+            .extend_from_slice(&chunk[..room.min(chunk.len())]);
+        self.truncated |= chunk.len() > room;
+        self.read <= DRAIN_LIMIT
+    }
 }
 
 async fn read_body(mut response: reqwest::Response, timeout: Duration) -> Body {
-    let mut body = Body {
-        start: Vec::new(),
-        truncated: false,
-        error: None,
-    };
-    let mut total = 0usize;
+    let mut body = Body::new();
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                total += chunk.len();
-                let room = KEEP_BYTES.saturating_sub(body.start.len());
-                body.start
-                    .extend_from_slice(&chunk[..room.min(chunk.len())]);
-                body.truncated |= chunk.len() > room;
-                if total > DRAIN_LIMIT {
+                if !body.take(&chunk) {
                     break;
                 }
             }
@@ -438,12 +451,7 @@ async fn read_incoming(
     deadline: tokio::time::Instant,
     timeout: Duration,
 ) -> Body {
-    let mut body = Body {
-        start: Vec::new(),
-        truncated: false,
-        error: None,
-    };
-    let mut total = 0usize;
+    let mut body = Body::new();
     loop {
         match tokio::time::timeout_at(deadline, incoming.frame()).await {
             Ok(Some(Ok(frame))) => {
@@ -451,12 +459,7 @@ async fn read_incoming(
                 let Ok(chunk) = frame.into_data() else {
                     continue;
                 };
-                total += chunk.len();
-                let room = KEEP_BYTES.saturating_sub(body.start.len());
-                body.start
-                    .extend_from_slice(&chunk[..room.min(chunk.len())]);
-                body.truncated |= chunk.len() > room;
-                if total > DRAIN_LIMIT {
+                if !body.take(&chunk) {
                     break;
                 }
             }
