@@ -13,36 +13,28 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
-use hmac::{Hmac, KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::HeaderMap;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
-use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use fuse_cdc_bridge::config::{BackoffConfig, EndpointConfig, EventType, PayloadFormat, Secret};
+use fuse_cdc_bridge::config::PayloadFormat;
 use fuse_cdc_bridge::delivery::{Attempt, EndpointClient};
-use fuse_cdc_bridge::event::{Event, EventId, EventParam};
-use fuse_cdc_bridge::Lsn;
 
 mod support;
 
+use support::webhooks::*;
 use support::Ca;
-
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-/// 2024-05-06T07:08:09.123456Z in PostgreSQL microseconds.
-const COMMIT_TIME: i64 = 1_714_979_289_123_456 - 946_684_800_000_000;
 
 /// The CA every client in this process trusts (and only it).
 fn test_ca() -> &'static Ca {
@@ -72,14 +64,6 @@ fn trust_test_ca() {
             std::env::remove_var(proxy);
         }
     });
-}
-
-#[derive(Debug)]
-struct Recorded {
-    method: String,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
 }
 
 /// An HTTPS receiver on 127.0.0.1 that answers every request with `status`.
@@ -201,80 +185,6 @@ async fn record(req: Request<Incoming>) -> Recorded {
         headers: parts.headers,
         body: body.collect().await.unwrap().to_bytes(),
     }
-}
-
-fn endpoint(url: url::Url, format: PayloadFormat, secret: Option<&str>) -> EndpointConfig {
-    EndpointConfig {
-        name: "hr-system".into(),
-        url,
-        events: EventType::ALL.to_vec(),
-        format,
-        secret: secret.map(Secret::new),
-        timeout: Duration::from_secs(5),
-        concurrency: 4,
-        max_attempts: 20,
-        max_age: Duration::from_secs(3 * 86400),
-        backoff: BackoffConfig {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(600),
-        },
-    }
-}
-
-fn param(name: &str, value: Option<&str>, integer: bool) -> EventParam {
-    EventParam {
-        name: name.into(),
-        value: value.map(Into::into),
-        integer,
-        column: name.into(),
-    }
-}
-
-fn attendance() -> Event {
-    Event {
-        event_type: EventType::EventAttendanceUpdated,
-        params: vec![
-            param("user_id", Some("42"), true),
-            param("event_id", Some("7"), true),
-            param("occurrence_id", Some("9"), true),
-            param("status", Some("not attended & gone"), false),
-        ],
-        commit_time: COMMIT_TIME,
-        table: "public.event_attendances".into(),
-    }
-}
-
-fn id(ordinal: u32) -> EventId {
-    EventId {
-        commit_lsn: Lsn(0x01A3_F2B8),
-        ordinal,
-    }
-}
-
-fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
-    r.headers
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name} header"))
-        .to_str()
-        .unwrap()
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// Standard Webhooks verification written from the spec, independent of the crate's signing.
-fn expected_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 const FORM_BODY: &str = "user_id=42&event_id=7&occurrence_id=9&status=not+attended+%26+gone";

@@ -71,4 +71,5 @@ impl Ca {
 
 pub mod bridge;
 pub mod walsender;
+pub mod webhooks;
 pub mod workload;
