@@ -237,15 +237,7 @@ impl EndpointClient {
         let retry_after = header_text(response.headers(), RETRY_AFTER);
         let location = header_text(response.headers(), LOCATION);
         let body = read_incoming(response.into_body(), deadline, self.timeout).await;
-        let summary = ResponseSummary {
-            status,
-            retry_after: retry_after.as_deref(),
-            location: location.as_deref(),
-            body_start: &body.start,
-            body_truncated: body.truncated,
-            body_error: body.error,
-        };
-        classify(&summary, SystemTime::now())
+        judge(status, retry_after, location, body)
     }
 
     async fn via_reqwest(&self, request: reqwest::RequestBuilder) -> Attempt {
@@ -257,15 +249,7 @@ impl EndpointClient {
         let retry_after = header_text(response.headers(), RETRY_AFTER);
         let location = header_text(response.headers(), LOCATION);
         let body = read_body(response, self.timeout).await;
-        let summary = ResponseSummary {
-            status,
-            retry_after: retry_after.as_deref(),
-            location: location.as_deref(),
-            body_start: &body.start,
-            body_truncated: body.truncated,
-            body_error: body.error,
-        };
-        classify(&summary, SystemTime::now())
+        judge(status, retry_after, location, body)
     }
 
     /// [`EndpointClient::transport_failure`] for the direct client, in the same words: reqwest's
@@ -387,6 +371,24 @@ pub(crate) fn client_builder(
         // Always preconfigured: without it reqwest would look for a process-wide rustls
         // provider and panic when there is none.
         .tls_backend_preconfigured(tls))
+}
+
+/// What a response means for the event, from either client.
+fn judge(
+    status: u16,
+    retry_after: Option<String>,
+    location: Option<String>,
+    body: Body,
+) -> Attempt {
+    let summary = ResponseSummary {
+        status,
+        retry_after: retry_after.as_deref(),
+        location: location.as_deref(),
+        body_start: &body.start,
+        body_truncated: body.truncated,
+        body_error: body.error,
+    };
+    classify(&summary, SystemTime::now())
 }
 
 /// The start of a response body, and whether reading it failed.
