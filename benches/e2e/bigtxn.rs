@@ -28,12 +28,8 @@ pub fn run(db: &Db, s: &Settings, report: &mut Report) -> R<()> {
     let load = vec![sys::load1()];
     let work = Workdir::new()?;
     let hole = BlackHole::start()?;
-    let paused = Endpoint {
-        url: &hole.url(),
-        format: "form",
-        concurrency: 1,
-        timeout: "1h",
-    };
+    let hole_url = hole.url();
+    let paused = Endpoint::paused(&hole_url);
     let mut bridge = Bridge::start(&work, &work.config(&db.url(), &paused), "bigtxn")?;
     // The machine is shared: an unbounded bridge is stopped before it can hurt anyone.
     let limit = s.rss_limit_mb as f64 * MB;

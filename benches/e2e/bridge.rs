@@ -21,6 +21,19 @@ pub struct Endpoint<'a> {
     pub timeout: &'a str,
 }
 
+impl<'a> Endpoint<'a> {
+    /// An endpoint on a black hole: one request hangs, nothing is delivered, so the outbox holds
+    /// everything captured (delivery paused, the dispatcher alive).
+    pub fn paused(url: &'a str) -> Endpoint<'a> {
+        Endpoint {
+            url,
+            format: "form",
+            concurrency: 1,
+            timeout: "1h",
+        }
+    }
+}
+
 /// A state directory and config files that survive restarts of the bridge.
 pub struct Workdir {
     dir: tempfile::TempDir,

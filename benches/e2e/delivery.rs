@@ -44,12 +44,8 @@ pub fn run(db: &Db, s: &Settings, report: &mut Report) -> R<()> {
         r.loads.push(sys::load1());
 
         let hole = BlackHole::start()?;
-        let paused = Endpoint {
-            url: &hole.url(),
-            format: "form",
-            concurrency: 1,
-            timeout: "1h",
-        };
+        let hole_url = hole.url();
+        let paused = Endpoint::paused(&hole_url);
         let mut bridge = Bridge::start(&work, &work.config(&db.url(), &paused), "capture")?;
         let perf = Recording::attach(perf_dir, bridge.pid(), "capture")?;
         let took = wait_until(
