@@ -150,33 +150,13 @@ impl Dispatcher {
             {
                 self.scan(false)?;
             }
-            while in_flight.len() < self.endpoint.concurrency {
-                let Some((id, key)) = self.queue.next_ready() else {
-                    break;
-                };
-                let entry = match self.loaded.remove(&id) {
-                    Some(loaded) => Some(loaded),
-                    // A retry: its state changed since the scan.
-                    None => self
-                        .store
-                        .outbox_entry(&self.endpoint.name, id)?
-                        .map(|e| (e.state, e.payload)),
-                };
-                match entry {
-                    Some((state, payload)) => {
-                        let client = Arc::clone(&self.client);
-                        in_flight.spawn(send(client, id, key, state, payload));
-                    }
-                    // Purged or retried elsewhere meanwhile.
-                    None => self.queue.finish(&key, id),
-                }
-            }
+            self.launch(&mut in_flight)?;
             let next_due = self.queue.next_due().map(|due| {
                 let wait = due.saturating_sub(unix_ms(SystemTime::now()));
                 tokio::time::Instant::now() + Duration::from_millis(wait)
             });
             tokio::select! {
-                Some(done) = in_flight.join_next() => self.settle_finished(done, &mut in_flight)?,
+                Some(done) = in_flight.join_next() => self.settle_finished(done, &mut in_flight, true)?,
                 changed = wake.committed.changed(), if capture_alive => {
                     // Without capture, keep delivering what is queued until told to stop.
                     capture_alive = changed.is_ok();
@@ -188,6 +168,32 @@ impl Dispatcher {
             }
         }
         self.drain(in_flight).await
+    }
+
+    /// Sends ready heads until every request slot is busy or nothing is ready.
+    fn launch(&mut self, in_flight: &mut JoinSet<Finished>) -> Result<(), Error> {
+        while in_flight.len() < self.endpoint.concurrency {
+            let Some((id, key)) = self.queue.next_ready() else {
+                break;
+            };
+            let entry = match self.loaded.remove(&id) {
+                Some(loaded) => Some(loaded),
+                // A retry: its state changed since the scan.
+                None => self
+                    .store
+                    .outbox_entry(&self.endpoint.name, id)?
+                    .map(|e| (e.state, e.payload)),
+            };
+            match entry {
+                Some((state, payload)) => {
+                    let client = Arc::clone(&self.client);
+                    in_flight.spawn(send(client, id, key, state, payload));
+                }
+                // Purged or retried elsewhere meanwhile.
+                None => self.queue.finish(&key, id),
+            }
+        }
+        Ok(())
     }
 
     /// Reads outbox entries into the queue: only new ones, or (`full`) from the start. At most
@@ -235,7 +241,8 @@ impl Dispatcher {
         loop {
             tokio::select! {
                 done = in_flight.join_next() => match done {
-                    Some(done) => self.settle_finished(done, &mut in_flight)?,
+                    // Stopping: nothing new goes out.
+                    Some(done) => self.settle_finished(done, &mut in_flight, false)?,
                     None => return Ok(()),
                 },
                 _ = &mut deadline => {
@@ -256,6 +263,7 @@ impl Dispatcher {
         &mut self,
         first: Result<Finished, JoinError>,
         in_flight: &mut JoinSet<Finished>,
+        relaunch: bool,
     ) -> Result<(), Error> {
         let mut done = std::mem::take(&mut self.finished);
         let mut outcome = Ok(());
@@ -270,7 +278,15 @@ impl Dispatcher {
             next = in_flight.try_join_next();
         }
         if !done.is_empty() {
-            outcome = self.settle_all(&mut done);
+            // The freed slots go to other users' ready events first, so the receiver works
+            // while the outcomes are written; the finished keys are still marked in flight
+            // until then, so none of their next events goes early.
+            outcome = if relaunch {
+                self.launch(in_flight)
+            } else {
+                Ok(())
+            }
+            .and_then(|()| self.settle_all(&mut done));
         }
         done.clear();
         // Kept for the next round, so collecting costs no allocation.
