@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use super::runs::RunWriter;
 use super::{checkpoint_bytes, entries, keys, Checkpoint, Store, StoreError};
 use crate::lsn::Lsn;
 use crate::store::Outgoing;
@@ -17,6 +18,7 @@ use crate::store::Outgoing;
 #[derive(Default)]
 pub struct Group {
     batch: sled::Batch,
+    writer: RunWriter,
     added: BTreeMap<String, u64>,
     transactions: usize,
     entries: u64,
@@ -56,6 +58,7 @@ impl Group {
     ) -> Result<(), StoreError> {
         entries(
             &mut self.batch,
+            &mut self.writer,
             &mut self.added,
             commit_lsn,
             first_ordinal,
@@ -76,11 +79,16 @@ impl Store {
     /// a transaction that already went by). Not durable until [`Store::flush`] returns.
     pub fn apply(&self, group: Group, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         let Group {
-            mut batch, added, ..
+            mut batch,
+            writer,
+            added,
+            ..
         } = group;
+        let written = writer.finish(&mut batch);
         batch.insert(keys::CHECKPOINT, checkpoint_bytes(checkpoint)?);
         batch.remove(keys::STAGED);
         self.db.apply_batch(batch).map_err(StoreError::Write)?;
+        self.register_runs(written);
         self.count_added(added);
         Ok(())
     }

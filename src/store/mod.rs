@@ -10,6 +10,7 @@ mod counts;
 mod group;
 mod keys;
 mod outbox;
+mod runs;
 
 pub use checkpoint::{Checkpoint, Mismatch, SlotBinding, Staged};
 pub use group::Group;
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::event::EventId;
+use runs::{RunIndex, RunMeta, RunWriter};
 use crate::lsn::Lsn;
 
 /// Errors of the state directory.
@@ -79,6 +81,8 @@ pub struct Store {
     dir: PathBuf,
     /// Outbox entries per endpoint, kept in memory: counting a sled prefix is a full scan.
     pending: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Live runs and done records (`runs`).
+    runs: Arc<Mutex<RunIndex>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -113,7 +117,9 @@ impl Store {
             db,
             dir: dir.to_path_buf(),
             pending: Arc::default(),
+            runs: Arc::default(),
         };
+        store.load_runs()?;
         store.count_pending()?;
         Ok(store)
     }
@@ -184,15 +190,34 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut added = BTreeMap::new();
-        entries(&mut batch, &mut added, commit_lsn, first_ordinal, outgoing)?;
+        let mut writer = RunWriter::default();
+        entries(
+            &mut batch,
+            &mut writer,
+            &mut added,
+            commit_lsn,
+            first_ordinal,
+            outgoing,
+        )?;
+        let written = writer.finish(&mut batch);
         let stored = Staged {
             commit_lsn,
             stored: first_ordinal.saturating_add(outgoing.len() as u32),
         };
         batch.insert(keys::STAGED, stored.to_bytes().as_slice());
         self.db.apply_batch(batch).map_err(StoreError::Write)?;
+        self.register_runs(written);
         self.count_added(added);
         Ok(())
+    }
+
+    /// Makes runs just written known to delivery.
+    fn register_runs(&self, written: Vec<(String, RunMeta)>) {
+        if let Ok(mut index) = self.runs.lock() {
+            for (endpoint, meta) in written {
+                index.add(&endpoint, meta);
+            }
+        }
     }
 
     /// The transaction stored in part ahead of its commit, if the last write was such a chunk.
@@ -236,10 +261,11 @@ impl Store {
     }
 }
 
-/// Adds a transaction's entries to `batch`, numbered from `first_ordinal`, and counts them per
-/// endpoint in `added`.
+/// Adds a transaction's entries to `batch` (in runs, through `writer`), numbered from
+/// `first_ordinal`, and counts them per endpoint in `added`.
 fn entries(
     batch: &mut sled::Batch,
+    writer: &mut RunWriter,
     added: &mut BTreeMap<String, u64>,
     commit_lsn: Lsn,
     first_ordinal: u32,
@@ -250,9 +276,14 @@ fn entries(
             commit_lsn,
             ordinal: first_ordinal.saturating_add(n as u32),
         };
-        let value = outbox::fresh_entry_value(&out.key, &out.payload);
         for endpoint in out.endpoints.iter() {
-            batch.insert(keys::outbox(endpoint, id), value.as_slice());
+            if u16::try_from(out.key.len()).is_ok() {
+                writer.push(batch, endpoint, id, &out.key, &out.payload);
+            } else {
+                // An ordering key too long for a run (never seen in practice) is stored alone.
+                let value = outbox::fresh_entry_value(&out.key, &out.payload);
+                batch.insert(keys::outbox(endpoint, id), value);
+            }
             match added.get_mut(endpoint.as_str()) {
                 Some(count) => *count += 1,
                 None => {

@@ -286,7 +286,7 @@ async fn staged_chunks_leave_a_mark_until_their_commit() {
 }
 
 #[tokio::test]
-async fn fresh_entries_are_compact_and_old_json_entries_still_read() {
+async fn runs_merge_with_single_entries_old_and_new() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("state")).unwrap();
     let cp = Checkpoint {
@@ -296,24 +296,45 @@ async fn fresh_entries_are_compact_and_old_json_entries_still_read() {
     store
         .commit(&cp, Lsn(400), &[out("payload", "user_id=1", &["hr"])])
         .unwrap();
-    let raw = store
+    // A commit is a run, not an entry per event.
+    assert!(store
         .db
         .get(keys::outbox("hr", id(400, 0)))
         .unwrap()
+        .is_none());
+    let raw = store.db.get(keys::run("hr", id(400, 0))).unwrap().unwrap();
+    assert_eq!(
+        runs::decode_run(&raw).unwrap()[0].payload,
+        b"payload".to_vec()
+    );
+    // Single entries as earlier builds wrote them: compact fresh (also what a dead letter put
+    // back is), and a JSON state line then the payload.
+    store
+        .db
+        .insert(
+            keys::outbox("hr", id(300, 0)),
+            &b"\x01\x00\x09user_id=0oldest"[..],
+        )
         .unwrap();
-    assert_eq!(&raw[..], b"\x01\x00\x09user_id=1payload");
-    // As earlier builds wrote it: a JSON state line, then the payload.
     let old = outbox::entry_value(&DeliveryState::new("user_id=2"), b"older").unwrap();
     store
         .db
         .insert(keys::outbox("hr", id(450, 0)), old)
         .unwrap();
     let entries: Vec<_> = store.pending("hr", None).map(|e| e.unwrap()).collect();
-    assert_eq!(entries.len(), 2);
-    assert_eq!(entries[0].state, DeliveryState::new("user_id=1"));
-    assert_eq!(entries[0].payload, b"payload");
-    assert_eq!(entries[1].state, DeliveryState::new("user_id=2"));
-    assert_eq!(entries[1].payload, b"older");
+    let got: Vec<_> = entries
+        .iter()
+        .map(|e| (e.id, e.state.key.as_str(), e.payload.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (id(300, 0), "user_id=0", &b"oldest"[..]),
+            (id(400, 0), "user_id=1", &b"payload"[..]),
+            (id(450, 0), "user_id=2", &b"older"[..]),
+        ]
+    );
+    assert!(entries.iter().all(|e| e.state.attempts == 0));
     // A damaged fresh entry is an error naming it, not a panic.
     store
         .db
@@ -321,6 +342,134 @@ async fn fresh_entries_are_compact_and_old_json_entries_still_read() {
         .unwrap();
     let last = store.pending("hr", Some(id(450, 0))).next().unwrap();
     assert!(matches!(last, Err(StoreError::Corrupt { .. })), "{last:?}");
+    // So is a damaged run, at open.
+    store
+        .db
+        .insert(keys::run("hr", id(470, 0)), &b"\x02\x00\x00\x00\x05"[..])
+        .unwrap();
+    drop(store);
+    let reopened = Store::open(&dir.path().join("state"));
+    assert!(
+        matches!(reopened, Err(StoreError::Corrupt { what: "outbox run", .. })),
+        "{reopened:?}"
+    );
+}
+
+/// Every outcome an entry of a run can have, across reopening: delivered (with other ids),
+/// a failed attempt (out of the run, with its state), a dead letter; and a run whose entries are
+/// all done leaves no key behind.
+#[tokio::test]
+async fn run_entries_leave_their_run_and_finished_runs_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let store = Store::open(&path).unwrap();
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(900),
+    };
+    let events: Vec<Outgoing> = (0..5)
+        .map(|n| out(&format!("p{n}"), &format!("user_id={n}"), &["hr", "lms"]))
+        .collect();
+    store.commit(&cp, Lsn(800), &events).unwrap();
+    assert_eq!(store.pending_total(), 10);
+
+    store
+        .delivered_many("hr", &[id(800, 0), id(800, 3)])
+        .unwrap();
+    let failed = DeliveryState {
+        attempts: 1,
+        last_status: Some(503),
+        ..DeliveryState::new("user_id=1")
+    };
+    store
+        .update_state("hr", id(800, 1), &failed, b"p1")
+        .unwrap();
+    let dead = DeadLetter {
+        key: "user_id=2".into(),
+        attempts: 1,
+        dead_at: 5,
+        reason: "400".into(),
+        ..DeadLetter::default()
+    };
+    store.dead_letter("hr", id(800, 2), &dead, b"p2").unwrap();
+    let expect_hr = |store: &Store| {
+        let entries: Vec<_> = store.pending("hr", None).map(|e| e.unwrap()).collect();
+        let got: Vec<_> = entries.iter().map(|e| (e.id, e.state.attempts)).collect();
+        assert_eq!(got, vec![(id(800, 1), 1), (id(800, 4), 0)]);
+        assert_eq!(entries[0].payload, b"p1");
+        assert_eq!(
+            store.outbox_entry("hr", id(800, 1)).unwrap().unwrap().state,
+            failed
+        );
+        assert_eq!(
+            store.outbox_entry("hr", id(800, 4)).unwrap().unwrap().payload,
+            b"p4"
+        );
+        assert!(store.outbox_entry("hr", id(800, 0)).unwrap().is_none());
+        assert_eq!(
+            store.pending_counts(),
+            BTreeMap::from([("hr".to_string(), 2), ("lms".to_string(), 5)])
+        );
+        assert_eq!(store.dead_letters().count(), 1);
+    };
+    expect_hr(&store);
+    store.flush().await.unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    expect_hr(&store);
+
+    // The last entry owed from hr's run: the run and its records go.
+    store.delivered("hr", id(800, 4)).unwrap();
+    store.delivered("hr", id(800, 1)).unwrap();
+    let lms: Vec<EventId> = (0..5).map(|n| id(800, n)).collect();
+    store.delivered_many("lms", &lms).unwrap();
+    assert_eq!(store.pending_total(), 0);
+    assert!(store.pending("hr", None).next().is_none());
+    let left: Vec<_> = store
+        .db
+        .iter()
+        .keys()
+        .map(|k| k.unwrap())
+        .filter(|k| !k.starts_with(b"meta/") && !k.starts_with(keys::DEAD))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    store.flush().await.unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.pending_total(), 0);
+}
+
+/// A crash between a done record and the removals it leads to: the next open finishes them.
+#[tokio::test]
+async fn open_finishes_runs_a_crash_left_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let store = Store::open(&path).unwrap();
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(900),
+    };
+    store
+        .commit(&cp, Lsn(800), &[out("a", "k=1", &["hr"]), out("b", "k=2", &["hr"])])
+        .unwrap();
+    // What `delivered_many` writes before it removes anything, and a record left over.
+    store
+        .db
+        .insert(
+            keys::done("hr", 40),
+            runs::record_value(&[id(800, 0), id(800, 1)]),
+        )
+        .unwrap();
+    store
+        .db
+        .insert(keys::done("hr", 41), runs::record_value(&[id(700, 0)]))
+        .unwrap();
+    store.flush().await.unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.pending_total(), 0);
+    assert!(store.db.scan_prefix(keys::RUN).next().is_none());
+    assert!(store.db.scan_prefix(keys::DONE).next().is_none());
 }
 
 #[tokio::test]
