@@ -250,7 +250,7 @@ impl Dispatcher {
                     warn!(endpoint = %self.endpoint.name, left = in_flight.len(),
                         "stopping with requests in flight; they will be sent again");
                     in_flight.abort_all();
-                    return Ok(());
+                    return Ok(self.store.record_done(&self.endpoint.name)?);
                 }
             }
         }
@@ -287,6 +287,14 @@ impl Dispatcher {
                 Ok(())
             }
             .and_then(|()| self.settle_all(&mut done));
+        }
+        if outcome.is_ok() && in_flight.is_empty() {
+            // Going idle (or stopping): what was delivered is recorded now rather than with
+            // the next few hundred deliveries, so a crash meanwhile sends none of it again.
+            outcome = self
+                .store
+                .record_done(&self.endpoint.name)
+                .map_err(Error::from);
         }
         done.clear();
         // Kept for the next round, so collecting costs no allocation.

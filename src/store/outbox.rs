@@ -193,7 +193,9 @@ impl Store {
                 what: "outbox done record key",
                 detail: format!("{} bytes", key.len()),
             })?;
-            let finished = index.mark_done(&endpoint, seq, &runs::record_ids(&value)?);
+            let ids = runs::record_ids(&value)?;
+            let finished = index.mark_done(&endpoint, &ids);
+            index.recorded(&endpoint, seq, &ids);
             leftover.runs.extend(finished.runs);
             leftover.records.extend(finished.records);
             if !index.has_record(seq) && !leftover.records.contains(&key.to_vec()) {
@@ -216,32 +218,61 @@ impl Store {
         Ok(())
     }
 
-    /// Takes `ids` (all owed from runs) out of their runs with one done record; returns how
-    /// many were owed.
-    fn take_from_runs(
+    /// Writes `ids` (done in memory) as one done record, in `with` when given (atomically with
+    /// what it holds); returns the record's key.
+    fn write_record(
         &self,
         index: &mut runs::RunIndex,
         endpoint: &str,
         ids: &[EventId],
         with: Option<sled::Batch>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, Vec<u8>), StoreError> {
         let seq = index.next_seq();
-        let record = (keys::done(endpoint, seq), runs::record_value(ids));
+        let (key, value) = (keys::done(endpoint, seq), runs::record_value(ids));
         match with {
             Some(mut batch) => {
-                batch.insert(record.0, record.1);
+                batch.insert(key.clone(), value);
                 self.db.apply_batch(batch).map_err(StoreError::Write)?;
             }
             None => {
                 self.db
-                    .insert(record.0, record.1)
+                    .insert(key.clone(), value)
                     .map_err(StoreError::Write)?;
             }
         }
-        let finished = index.mark_done(endpoint, seq, ids);
+        index.recorded(endpoint, seq, ids);
+        Ok((seq, key))
+    }
+
+    /// Takes one entry (owed from a run) out of its run, atomically with what `batch` writes
+    /// in its place (its own entry, or a dead letter).
+    fn take_from_run(
+        &self,
+        index: &mut runs::RunIndex,
+        endpoint: &str,
+        id: EventId,
+        batch: sled::Batch,
+    ) -> Result<u64, StoreError> {
+        let finished = index.mark_done(endpoint, &[id]);
         let done = finished.done;
+        let (seq, record) = self.write_record(index, endpoint, &[id], Some(batch))?;
         self.remove_finished(finished)?;
+        // The entry finished its run: the record is needed only until the run is gone.
+        if !index.has_record(seq) {
+            self.db.remove(record).map_err(StoreError::Write)?;
+        }
         Ok(done)
+    }
+
+    /// Writes the done ids still in no record (a graceful stop, or delivery going idle), so
+    /// a crash afterwards sends none of them again.
+    pub fn record_done(&self, endpoint: &str) -> Result<(), StoreError> {
+        let mut index = self.lock_runs()?;
+        let dirty = index.take_dirty(endpoint, 1);
+        if !dirty.is_empty() {
+            self.write_record(&mut index, endpoint, &dirty, None)?;
+        }
+        Ok(())
     }
 
     pub(super) fn count_pending(&self) -> Result<(), StoreError> {
@@ -374,7 +405,13 @@ impl Store {
                 }
             }
             if !owed.is_empty() {
-                removed += self.take_from_runs(&mut index, endpoint, &owed, None)? as i64;
+                let finished = index.mark_done(endpoint, &owed);
+                removed += finished.done as i64;
+                self.remove_finished(finished)?;
+                let dirty = index.take_dirty(endpoint, runs::RECORD_IDS);
+                if !dirty.is_empty() {
+                    self.write_record(&mut index, endpoint, &dirty, None)?;
+                }
             }
         }
         if removed > 0 {
@@ -399,7 +436,7 @@ impl Store {
                 // Out of its run, into an entry of its own: in one batch.
                 let mut batch = sled::Batch::default();
                 batch.insert(key, value);
-                self.take_from_runs(&mut index, endpoint, &[id], Some(batch))?;
+                self.take_from_run(&mut index, endpoint, id, batch)?;
                 return Ok(());
             }
         }
@@ -428,7 +465,7 @@ impl Store {
             if index.owed_from(endpoint, id).is_some() {
                 let mut batch = sled::Batch::default();
                 batch.insert(keys::dead(endpoint, id), entry_value(dead, payload)?);
-                let taken = self.take_from_runs(&mut index, endpoint, &[id], Some(batch))?;
+                let taken = self.take_from_run(&mut index, endpoint, id, batch)?;
                 drop(index);
                 self.adjust_pending(endpoint, -(taken as i64));
                 return Ok(());

@@ -212,6 +212,10 @@ impl RunWriter {
     }
 }
 
+/// Done ids gathered before they are written as one record. A crash loses at most these (per
+/// endpoint): their events are sent again, same ids, as after losing unflushed removes.
+pub(super) const RECORD_IDS: usize = 256;
+
 /// A live run, as the index knows it.
 #[derive(Debug)]
 struct Run {
@@ -226,8 +230,10 @@ struct Run {
 #[derive(Debug, Default)]
 pub(super) struct RunIndex {
     runs: HashMap<String, BTreeMap<EventId, Run>>,
-    /// Per done record: its endpoint, and how many live runs it mentions.
-    records: BTreeMap<u64, (String, usize)>,
+    /// Per done record: how many live runs it mentions.
+    records: BTreeMap<u64, usize>,
+    /// Per endpoint, ids done in memory but in no record yet.
+    dirty: HashMap<String, Vec<EventId>>,
     next_seq: u64,
 }
 
@@ -276,7 +282,14 @@ impl RunIndex {
         let Some(runs) = self.runs.get(endpoint) else {
             return Vec::new();
         };
-        runs.iter()
+        // The run holding `after` (if any) and every later one.
+        let from = after
+            .and_then(|a| runs.range(..=a).next_back().map(|(first, _)| *first))
+            .or_else(|| runs.keys().next().copied());
+        let Some(from) = from else {
+            return Vec::new();
+        };
+        runs.range(from..)
             .filter(|(_, run)| after.is_none_or(|a| run.last > a))
             .map(|(first, _)| *first)
             .collect()
@@ -304,14 +317,13 @@ impl RunIndex {
         seq
     }
 
-    /// Records that record `seq` takes `ids` out of their runs; ids not owed from a run are
-    /// ignored. Also how a stored record is replayed at open, after every run is added.
-    pub fn mark_done(&mut self, endpoint: &str, seq: u64, ids: &[EventId]) -> Finished {
-        self.next_seq = self.next_seq.max(seq.saturating_add(1));
+    /// Takes `ids` out of their runs, in memory; ids not owed from a run are ignored. They
+    /// wait in [`RunIndex::take_dirty`] for a record, unless their run finishes first.
+    pub fn mark_done(&mut self, endpoint: &str, ids: &[EventId]) -> Finished {
         let mut finished = Vec::new();
-        let mut mentions = 0;
         let mut done = 0;
         if let Some(runs) = self.runs.get_mut(endpoint) {
+            let dirty = self.dirty.entry(endpoint.to_string()).or_default();
             for &id in ids {
                 let Some((first, run)) = runs.range_mut(..=id).next_back() else {
                     continue;
@@ -320,17 +332,11 @@ impl RunIndex {
                     continue;
                 }
                 done += 1;
-                if run.records.last() != Some(&seq) {
-                    run.records.push(seq);
-                    mentions += 1;
-                }
+                dirty.push(id);
                 if run.done.len() as u64 >= u64::from(run.len) {
                     finished.push(*first);
                 }
             }
-        }
-        if mentions > 0 {
-            self.records.insert(seq, (endpoint.to_string(), mentions));
         }
         let mut out = Finished {
             done,
@@ -342,7 +348,42 @@ impl RunIndex {
         out
     }
 
-    /// Forgets a run, and the records that mention no live run without it.
+    /// Ids done and in no record yet, once there are at least `at_least` of them.
+    pub fn take_dirty(&mut self, endpoint: &str, at_least: usize) -> Vec<EventId> {
+        match self.dirty.get_mut(endpoint) {
+            Some(dirty) if !dirty.is_empty() && dirty.len() >= at_least => std::mem::take(dirty),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Record `seq`, holding `ids`, is written: the live runs it mentions keep it. Also how a
+    /// stored record is replayed at open, after [`RunIndex::mark_done`] of its ids.
+    pub fn recorded(&mut self, endpoint: &str, seq: u64, ids: &[EventId]) {
+        self.next_seq = self.next_seq.max(seq.saturating_add(1));
+        if let Some(dirty) = self.dirty.get_mut(endpoint).filter(|d| !d.is_empty()) {
+            let recorded: HashSet<&EventId> = ids.iter().collect();
+            dirty.retain(|id| !recorded.contains(id));
+        }
+        let Some(runs) = self.runs.get_mut(endpoint) else {
+            return;
+        };
+        let mut mentions = 0;
+        for &id in ids {
+            let Some((_, run)) = runs.range_mut(..=id).next_back() else {
+                continue;
+            };
+            if id <= run.last && run.records.last() != Some(&seq) {
+                run.records.push(seq);
+                mentions += 1;
+            }
+        }
+        if mentions > 0 {
+            self.records.insert(seq, mentions);
+        }
+    }
+
+    /// Forgets a run, its ids waiting for a record, and the records that mention no live run
+    /// without it.
     fn remove_run(&mut self, endpoint: &str, first: EventId, out: &mut Finished) {
         let Some(run) = self.runs.get_mut(endpoint).and_then(|r| r.remove(&first)) else {
             return;
@@ -350,9 +391,12 @@ impl RunIndex {
         if self.runs.get(endpoint).is_some_and(BTreeMap::is_empty) {
             self.runs.remove(endpoint);
         }
+        if let Some(dirty) = self.dirty.get_mut(endpoint) {
+            dirty.retain(|id| *id < first || *id > run.last);
+        }
         out.runs.push(keys::run(endpoint, first));
         for seq in run.records {
-            if let Some((_, mentions)) = self.records.get_mut(&seq) {
+            if let Some(mentions) = self.records.get_mut(&seq) {
                 *mentions -= 1;
                 if *mentions == 0 {
                     self.records.remove(&seq);
@@ -489,34 +533,39 @@ mod tests {
         assert_eq!(index.owed_from("hr", id(1, 1)), Some(id(1, 0)));
         assert_eq!(index.owed_from("hr", id(1, 3)), None);
         assert_eq!(index.owed_from("lms", id(1, 1)), None);
+        assert_eq!(index.runs_after("hr", None), vec![id(1, 0), id(2, 0)]);
+        assert_eq!(index.runs_after("hr", Some(id(1, 1))), vec![id(1, 0), id(2, 0)]);
         assert_eq!(index.runs_after("hr", Some(id(1, 2))), vec![id(2, 0)]);
         assert_eq!(index.owed()["hr"], 5);
 
-        // One record spanning both runs, then the rest of each.
-        let s0 = index.next_seq();
-        assert_eq!(
-            index.mark_done("hr", s0, &[id(1, 0), id(2, 0)]),
-            Finished {
-                done: 2,
-                ..Finished::default()
-            }
-        );
+        // Done in memory, then one record spanning both runs.
+        let f = index.mark_done("hr", &[id(1, 0), id(2, 0)]);
+        assert_eq!(f, Finished { done: 2, ..Finished::default() });
         assert_eq!(index.owed_from("hr", id(1, 0)), None);
         assert!(index.is_done("hr", id(1, 0), id(1, 0)));
-        let s1 = index.next_seq();
-        let f = index.mark_done("hr", s1, &[id(1, 1), id(1, 2)]);
+        assert!(index.take_dirty("hr", 3).is_empty());
+        let dirty = index.take_dirty("hr", 2);
+        assert_eq!(dirty, vec![id(1, 0), id(2, 0)]);
+        let s0 = index.next_seq();
+        index.recorded("hr", s0, &dirty);
+        assert!(index.has_record(s0));
+
+        // The rest of run a: it goes, its pending ids need no record; s0 still mentions b.
+        let f = index.mark_done("hr", &[id(1, 1), id(1, 2)]);
+        assert_eq!(f.done, 2);
         assert_eq!(f.runs, vec![keys::run("hr", id(1, 0))]);
-        // s0 still mentions run b.
-        assert_eq!(f.records, vec![keys::done("hr", s1)]);
-        let s2 = index.next_seq();
-        let f = index.mark_done("hr", s2, &[id(2, 1), id(2, 1), id(3, 0)]);
+        assert!(f.records.is_empty());
+        assert!(index.take_dirty("hr", 1).is_empty());
+        // Run b's last entry, with a duplicate and an id of no run.
+        let f = index.mark_done("hr", &[id(2, 1), id(2, 1), id(3, 0)]);
         assert_eq!(f.done, 1);
         assert_eq!(f.runs, vec![keys::run("hr", id(2, 0))]);
-        let mut records = f.records;
-        records.sort();
-        assert_eq!(records, vec![keys::done("hr", s0), keys::done("hr", s2)]);
+        assert_eq!(f.records, vec![keys::done("hr", s0)]);
+        assert!(!index.has_record(s0));
         assert!(index.owed().is_empty());
         assert!(index.runs_after("hr", None).is_empty());
+        assert!(index.take_dirty("hr", 1).is_empty());
+        assert_eq!(index.next_seq(), s0 + 1);
     }
 
     #[test]

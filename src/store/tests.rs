@@ -413,6 +413,17 @@ async fn run_entries_leave_their_run_and_finished_runs_go() {
         assert_eq!(store.dead_letters().count(), 1);
     };
     expect_hr(&store);
+    // Deliveries are recorded a few hundred at a time: without a record (a crash) they are
+    // owed again, same ids; delivery records them when it goes idle or stops.
+    store.flush().await.unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    let owed: Vec<_> = store.pending("hr", None).map(|e| e.unwrap().id).collect();
+    assert_eq!(owed, vec![id(800, 0), id(800, 1), id(800, 3), id(800, 4)]);
+    store
+        .delivered_many("hr", &[id(800, 0), id(800, 3)])
+        .unwrap();
+    store.record_done("hr").unwrap();
     store.flush().await.unwrap();
     drop(store);
     let store = Store::open(&path).unwrap();
@@ -509,4 +520,37 @@ async fn a_group_writes_several_transactions_with_the_last_checkpoint() {
         ]
     );
     assert_eq!(payloads(&store, "lms"), vec![(id(400, 0), "a".to_string())]);
+}
+
+/// Deliveries are recorded once [`runs::RECORD_IDS`] of them wait, without being asked.
+#[tokio::test]
+async fn deliveries_are_recorded_every_few_hundred() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let store = Store::open(&path).unwrap();
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(900),
+    };
+    let n = 300u32;
+    let events: Vec<Outgoing> = (0..n)
+        .map(|i| out(&format!("p{i}"), &format!("user_id={i}"), &["hr"]))
+        .collect();
+    store.commit(&cp, Lsn(800), &events).unwrap();
+    // Every entry but the last of each run (so no run finishes), one at a time.
+    let runs = runs::RUN_ENTRIES as u32;
+    let delivered: Vec<u32> = (0..n).filter(|i| i % runs != runs - 1 && *i != n - 1).collect();
+    for &i in &delivered {
+        store.delivered("hr", id(800, i)).unwrap();
+    }
+    assert_eq!(store.pending_total(), u64::from(n) - delivered.len() as u64);
+    store.flush().await.unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    let unrecorded = delivered.len() % runs::RECORD_IDS;
+    assert_eq!(
+        store.pending_total(),
+        (u64::from(n) - delivered.len() as u64) + unrecorded as u64
+    );
+    assert_eq!(store.db.scan_prefix(keys::DONE).count(), 1);
 }
