@@ -73,7 +73,7 @@ pub struct Dispatcher {
 
 struct Finished {
     id: EventId,
-    key: String,
+    key: Arc<str>,
     report: Option<AttemptReport>,
     /// The event's commit time, when its payload could be read.
     commit_time: Option<i64>,
@@ -414,7 +414,7 @@ impl Dispatcher {
         now: SystemTime,
     ) -> Result<(), Error> {
         let dead = DeadLetter {
-            key: f.key.clone(),
+            key: f.key.to_string(),
             attempts: f.state.attempts.max(1),
             first_attempt_at: f.state.first_attempt_at.or(Some(unix_ms(now))),
             dead_at: unix_ms(now),
@@ -431,7 +431,7 @@ impl Dispatcher {
 async fn send(
     client: Arc<EndpointClient>,
     id: EventId,
-    key: String,
+    key: Arc<str>,
     state: DeliveryState,
     payload: Vec<u8>,
 ) -> Finished {

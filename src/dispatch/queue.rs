@@ -3,6 +3,7 @@
 //! can be tested on their own.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use crate::event::EventId;
 
@@ -14,15 +15,23 @@ enum Busy {
     Until(u64),
 }
 
+/// One ordering key's events.
+#[derive(Debug, Default)]
+struct KeyState {
+    /// The ids still owed, oldest first; the head is the one being worked on.
+    queue: VecDeque<EventId>,
+    busy: Option<Busy>,
+}
+
+/// Keys are shared strings, looked up by `&str`: a key is allocated once while it has events
+/// queued, however many go through.
 #[derive(Debug, Default)]
 pub struct KeyedQueue {
-    /// Per key, the ids still owed, oldest first; the head is the one being worked on.
-    queues: HashMap<String, VecDeque<EventId>>,
-    busy: HashMap<String, Busy>,
+    keys: HashMap<Arc<str>, KeyState>,
     /// Keys whose head may be sent now, in the order they became ready.
-    ready: VecDeque<String>,
+    ready: VecDeque<Arc<str>>,
     /// (due time, key) of heads waiting for a retry.
-    waiting: BTreeSet<(u64, String)>,
+    waiting: BTreeSet<(u64, Arc<str>)>,
     queued: HashSet<EventId>,
 }
 
@@ -52,23 +61,33 @@ impl KeyedQueue {
         if !self.queued.insert(id) {
             return;
         }
-        let queue = self.queues.entry(key.to_string()).or_default();
-        queue.push_back(id);
-        if queue.len() == 1 {
-            match not_before {
-                Some(due) => self.wait(key, due),
-                None => self.ready.push_back(key.to_string()),
-            }
+        if let Some(state) = self.keys.get_mut(key) {
+            state.queue.push_back(id);
+            return;
         }
+        let key: Arc<str> = Arc::from(key);
+        let mut state = KeyState::default();
+        state.queue.push_back(id);
+        match not_before {
+            Some(due) => {
+                state.busy = Some(Busy::Until(due));
+                self.waiting.insert((due, Arc::clone(&key)));
+            }
+            None => self.ready.push_back(Arc::clone(&key)),
+        }
+        self.keys.insert(key, state);
     }
 
     /// Takes the next sendable head, marking its key in flight.
-    pub fn next_ready(&mut self) -> Option<(EventId, String)> {
+    pub fn next_ready(&mut self) -> Option<(EventId, Arc<str>)> {
         while let Some(key) = self.ready.pop_front() {
-            let Some(&id) = self.queues.get(&key).and_then(|q| q.front()) else {
+            let Some(state) = self.keys.get_mut(&key) else {
                 continue;
             };
-            self.busy.insert(key.clone(), Busy::InFlight);
+            let Some(&id) = state.queue.front() else {
+                continue;
+            };
+            state.busy = Some(Busy::InFlight);
             return Some((id, key));
         }
         None
@@ -77,32 +96,38 @@ impl KeyedQueue {
     /// The head of `key` is done (delivered, dead-lettered or gone): the next one may go.
     pub fn finish(&mut self, key: &str, id: EventId) {
         self.queued.remove(&id);
-        if let Some(Busy::Until(due)) = self.busy.remove(key) {
-            self.waiting.remove(&(due, key.to_string()));
-        }
-        let Some(queue) = self.queues.get_mut(key) else {
+        let Some((key, _)) = self.keys.get_key_value(key) else {
             return;
         };
-        if queue.front() == Some(&id) {
-            queue.pop_front();
-        } else {
-            queue.retain(|q| *q != id);
+        let key = Arc::clone(key);
+        let Some(state) = self.keys.get_mut(&key) else {
+            return;
+        };
+        if let Some(Busy::Until(due)) = state.busy.take() {
+            self.waiting.remove(&(due, Arc::clone(&key)));
         }
-        if queue.is_empty() {
-            self.queues.remove(key);
+        if state.queue.front() == Some(&id) {
+            state.queue.pop_front();
         } else {
-            self.ready.push_back(key.to_string());
+            state.queue.retain(|q| *q != id);
+        }
+        if state.queue.is_empty() {
+            self.keys.remove(&key);
+        } else {
+            self.ready.push_back(key);
         }
     }
 
     /// The head of `key` failed and is retried at `due`; everything behind it waits too.
     pub fn retry_at(&mut self, key: &str, due: u64) {
-        self.wait(key, due);
-    }
-
-    fn wait(&mut self, key: &str, due: u64) {
-        self.busy.insert(key.to_string(), Busy::Until(due));
-        self.waiting.insert((due, key.to_string()));
+        let Some((key, _)) = self.keys.get_key_value(key) else {
+            return;
+        };
+        let key = Arc::clone(key);
+        if let Some(state) = self.keys.get_mut(&key) {
+            state.busy = Some(Busy::Until(due));
+        }
+        self.waiting.insert((due, key));
     }
 
     /// Makes heads whose retry time has come ready again.
@@ -112,7 +137,9 @@ impl KeyedQueue {
                 break;
             }
             self.waiting.pop_first();
-            self.busy.remove(&key);
+            if let Some(state) = self.keys.get_mut(&key) {
+                state.busy = None;
+            }
             self.ready.push_back(key);
         }
     }
@@ -123,7 +150,10 @@ impl KeyedQueue {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.busy.values().filter(|b| **b == Busy::InFlight).count()
+        self.keys
+            .values()
+            .filter(|k| k.busy == Some(Busy::InFlight))
+            .count()
     }
 }
 
