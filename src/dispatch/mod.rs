@@ -68,7 +68,7 @@ pub struct Dispatcher {
     loaded: HashMap<EventId, (DeliveryState, Vec<u8>)>,
     /// Finished attempts being settled together (kept to reuse its allocation).
     finished: Vec<Finished>,
-    observer: Option<Observer>,
+    observer: Option<observe::EndpointObserver>,
 }
 
 struct Finished {
@@ -110,7 +110,7 @@ impl Dispatcher {
     }
 
     pub fn observed(mut self, observer: Observer) -> Dispatcher {
-        self.observer = Some(observer);
+        self.observer = Some(observer.for_endpoint(&self.endpoint.name));
         self
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::event::EventId;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{DeliverySeries, Metrics, Outcome};
 use crate::pgoutput::time::pg_micros_to_system_time;
 use crate::status::{Failures, LastError};
 
@@ -29,7 +29,24 @@ pub(super) struct Report<'a> {
     pub now: SystemTime,
 }
 
+/// An [`Observer`] for one endpoint, with its metric series looked up once.
+#[derive(Clone, Debug)]
+pub(super) struct EndpointObserver {
+    observer: Observer,
+    series: DeliverySeries,
+}
+
 impl Observer {
+    pub(super) fn for_endpoint(self, endpoint: &str) -> EndpointObserver {
+        let series = self.metrics.delivery_series(endpoint);
+        EndpointObserver {
+            observer: self,
+            series,
+        }
+    }
+}
+
+impl EndpointObserver {
     pub(super) fn report(&self, r: Report<'_>) {
         let latency = match r.outcome {
             Outcome::Delivered => r
@@ -38,9 +55,9 @@ impl Observer {
                 .map(|committed| r.now.duration_since(committed).unwrap_or_default()),
             _ => None,
         };
-        self.metrics.delivery(r.endpoint, r.outcome, latency);
+        self.series.record(r.outcome, latency);
         if let Some((status, error)) = r.failure {
-            self.failures.record(
+            self.observer.failures.record(
                 r.endpoint,
                 LastError {
                     event_id: r.id.to_string(),

@@ -90,6 +90,8 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 pub struct Metrics {
     registry: Registry,
     events_detected: Family<EventTypeLabel, Counter>,
+    /// `events_detected`'s series, looked up once: capture counts every event.
+    detected: Vec<(EventType, Counter)>,
     deliveries: Family<DeliveryLabels, Counter>,
     latency: Family<EndpointLabel, Histogram>,
     outbox_depth: Family<EndpointLabel, Gauge>,
@@ -114,9 +116,13 @@ impl Metrics {
     pub fn new(config: &Config) -> Metrics {
         let mut m = Metrics::empty();
         for t in EventType::ALL {
-            let _ = m.events_detected.get_or_create(&EventTypeLabel {
-                event_type: t.as_str().to_string(),
-            });
+            let counter = m
+                .events_detected
+                .get_or_create(&EventTypeLabel {
+                    event_type: t.as_str().to_string(),
+                })
+                .clone();
+            m.detected.push((t, counter));
         }
         for e in &config.endpoints {
             for o in [
@@ -137,6 +143,7 @@ impl Metrics {
         Metrics {
             registry: Registry::with_prefix("fuse_cdc_bridge"),
             events_detected: Family::default(),
+            detected: Vec::new(),
             deliveries: Family::default(),
             latency: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
             outbox_depth: Family::default(),
@@ -210,6 +217,10 @@ impl Metrics {
     }
 
     pub fn event_detected(&self, event_type: EventType) {
+        if let Some((_, counter)) = self.detected.iter().find(|(t, _)| *t == event_type) {
+            counter.inc();
+            return;
+        }
         self.events_detected
             .get_or_create(&EventTypeLabel {
                 event_type: event_type.as_str().to_string(),
@@ -227,6 +238,22 @@ impl Metrics {
             self.latency
                 .get_or_create(&endpoint(endpoint_name))
                 .observe(latency.as_secs_f64());
+        }
+    }
+
+    /// One endpoint's delivery series, looked up once: a dispatcher counts every attempt.
+    pub fn delivery_series(&self, endpoint_name: &str) -> DeliverySeries {
+        let outcome = |o| {
+            self.deliveries
+                .get_or_create(&delivery(endpoint_name, o))
+                .clone()
+        };
+        DeliverySeries {
+            delivered: outcome(Outcome::Delivered),
+            retry: outcome(Outcome::Retry),
+            rejected: outcome(Outcome::Rejected),
+            dead_lettered: outcome(Outcome::DeadLettered),
+            latency: self.latency.get_or_create(&endpoint(endpoint_name)).clone(),
         }
     }
 
@@ -286,6 +313,31 @@ impl Metrics {
     }
 }
 
+/// [`Metrics::delivery`] for one endpoint, with its series at hand.
+#[derive(Clone, Debug)]
+pub struct DeliverySeries {
+    delivered: Counter,
+    retry: Counter,
+    rejected: Counter,
+    dead_lettered: Counter,
+    latency: Histogram,
+}
+
+impl DeliverySeries {
+    pub fn record(&self, outcome: Outcome, latency: Option<Duration>) {
+        match outcome {
+            Outcome::Delivered => &self.delivered,
+            Outcome::Retry => &self.retry,
+            Outcome::Rejected => &self.rejected,
+            Outcome::DeadLettered => &self.dead_lettered,
+        }
+        .inc();
+        if let Some(latency) = latency {
+            self.latency.observe(latency.as_secs_f64());
+        }
+    }
+}
+
 fn endpoint(name: &str) -> EndpointLabel {
     EndpointLabel {
         endpoint: name.to_string(),
@@ -311,14 +363,19 @@ mod tests {
         m.event_detected(EventType::UserCreated);
         m.delivery("hr", Outcome::Delivered, Some(Duration::from_millis(3)));
         m.delivery("hr", Outcome::Rejected, None);
+        // Series looked up once count into the same ones.
+        let series = m.delivery_series("hr");
+        series.record(Outcome::Delivered, None);
+        series.record(Outcome::Retry, None);
         m.set_connected(true);
         m.reconnected();
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &m.registry).unwrap();
         for line in [
             "fuse_cdc_bridge_events_detected_total{event_type=\"user.created\"} 2",
-            "fuse_cdc_bridge_deliveries_total{endpoint=\"hr\",outcome=\"delivered\"} 1",
+            "fuse_cdc_bridge_deliveries_total{endpoint=\"hr\",outcome=\"delivered\"} 2",
             "fuse_cdc_bridge_deliveries_total{endpoint=\"hr\",outcome=\"rejected\"} 1",
+            "fuse_cdc_bridge_deliveries_total{endpoint=\"hr\",outcome=\"retry\"} 1",
             "fuse_cdc_bridge_delivery_latency_seconds_count{endpoint=\"hr\"} 1",
             "fuse_cdc_bridge_delivery_latency_seconds_bucket{endpoint=\"hr\",le=\"0.0025\"} 0",
             "fuse_cdc_bridge_delivery_latency_seconds_bucket{endpoint=\"hr\",le=\"0.005\"} 1",
