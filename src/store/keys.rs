@@ -94,7 +94,6 @@ pub fn parse_id(bytes: &[u8]) -> Option<EventId> {
     })
 }
 
-
 fn split<'k>(area: &[u8], key: &'k [u8]) -> Option<(&'k str, &'k [u8])> {
     let rest = key.strip_prefix(area)?;
     let len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));

@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::event::EventId;
-use runs::{RunIndex, RunMeta, RunWriter};
 use crate::lsn::Lsn;
+use runs::{RunIndex, RunMeta, RunWriter};
 
 /// Errors of the state directory.
 #[derive(Debug, thiserror::Error)]

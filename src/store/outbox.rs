@@ -567,8 +567,7 @@ impl Pending<'_> {
         let entries = runs::decode_run(&value)?;
         let index = self.store.lock_runs()?;
         for e in entries {
-            if self.after.is_some_and(|a| e.id <= a) || index.is_done(&self.endpoint, first, e.id)
-            {
+            if self.after.is_some_and(|a| e.id <= a) || index.is_done(&self.endpoint, first, e.id) {
                 continue;
             }
             self.current.push_back(OutboxEntry {
@@ -598,11 +597,13 @@ impl Iterator for Pending<'_> {
         let alone_first = match self.alone.peek() {
             None if self.current.is_empty() => return None,
             None => false,
-            Some(Ok((key, _))) => match (keys::parse_entry(keys::OUTBOX, key), self.current.front()) {
-                (Some((_, alone)), Some(run)) => alone < run.id,
-                // No run entry left, or a damaged key (`read` reports it).
-                _ => true,
-            },
+            Some(Ok((key, _))) => {
+                match (keys::parse_entry(keys::OUTBOX, key), self.current.front()) {
+                    (Some((_, alone)), Some(run)) => alone < run.id,
+                    // No run entry left, or a damaged key (`read` reports it).
+                    _ => true,
+                }
+            }
             Some(Err(_)) => true,
         };
         if alone_first {

@@ -534,13 +534,22 @@ mod tests {
         assert_eq!(index.owed_from("hr", id(1, 3)), None);
         assert_eq!(index.owed_from("lms", id(1, 1)), None);
         assert_eq!(index.runs_after("hr", None), vec![id(1, 0), id(2, 0)]);
-        assert_eq!(index.runs_after("hr", Some(id(1, 1))), vec![id(1, 0), id(2, 0)]);
+        assert_eq!(
+            index.runs_after("hr", Some(id(1, 1))),
+            vec![id(1, 0), id(2, 0)]
+        );
         assert_eq!(index.runs_after("hr", Some(id(1, 2))), vec![id(2, 0)]);
         assert_eq!(index.owed()["hr"], 5);
 
         // Done in memory, then one record spanning both runs.
         let f = index.mark_done("hr", &[id(1, 0), id(2, 0)]);
-        assert_eq!(f, Finished { done: 2, ..Finished::default() });
+        assert_eq!(
+            f,
+            Finished {
+                done: 2,
+                ..Finished::default()
+            }
+        );
         assert_eq!(index.owed_from("hr", id(1, 0)), None);
         assert!(index.is_done("hr", id(1, 0), id(1, 0)));
         assert!(index.take_dirty("hr", 3).is_empty());

@@ -350,7 +350,13 @@ async fn runs_merge_with_single_entries_old_and_new() {
     drop(store);
     let reopened = Store::open(&dir.path().join("state"));
     assert!(
-        matches!(reopened, Err(StoreError::Corrupt { what: "outbox run", .. })),
+        matches!(
+            reopened,
+            Err(StoreError::Corrupt {
+                what: "outbox run",
+                ..
+            })
+        ),
         "{reopened:?}"
     );
 }
@@ -402,7 +408,11 @@ async fn run_entries_leave_their_run_and_finished_runs_go() {
             failed
         );
         assert_eq!(
-            store.outbox_entry("hr", id(800, 4)).unwrap().unwrap().payload,
+            store
+                .outbox_entry("hr", id(800, 4))
+                .unwrap()
+                .unwrap()
+                .payload,
             b"p4"
         );
         assert!(store.outbox_entry("hr", id(800, 0)).unwrap().is_none());
@@ -461,7 +471,11 @@ async fn open_finishes_runs_a_crash_left_done() {
         lsn: Lsn(900),
     };
     store
-        .commit(&cp, Lsn(800), &[out("a", "k=1", &["hr"]), out("b", "k=2", &["hr"])])
+        .commit(
+            &cp,
+            Lsn(800),
+            &[out("a", "k=1", &["hr"]), out("b", "k=2", &["hr"])],
+        )
         .unwrap();
     // What `delivered_many` writes before it removes anything, and a record left over.
     store
@@ -539,7 +553,9 @@ async fn deliveries_are_recorded_every_few_hundred() {
     store.commit(&cp, Lsn(800), &events).unwrap();
     // Every entry but the last of each run (so no run finishes), one at a time.
     let runs = runs::RUN_ENTRIES as u32;
-    let delivered: Vec<u32> = (0..n).filter(|i| i % runs != runs - 1 && *i != n - 1).collect();
+    let delivered: Vec<u32> = (0..n)
+        .filter(|i| i % runs != runs - 1 && *i != n - 1)
+        .collect();
     for &i in &delivered {
         store.delivered("hr", id(800, i)).unwrap();
     }
