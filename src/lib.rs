@@ -12,8 +12,8 @@
 //!   - [`pg::admin`]: ordinary SQL over tokio-postgres: prerequisites, slot, publication.
 //! - [`pgoutput`]: pure decoding of pgoutput and the replication envelope; no I/O.
 //! - [`dispatch`]: per endpoint, which outbox entry goes when (per-user order, retries).
-//! - [`store`]: sled state: the checkpoint, the outbox per endpoint and dead letters; the only
-//!   place that knows key layouts.
+//! - [`store`]: sled state: the checkpoint, the outbox per endpoint (fresh events in runs, several
+//!   per sled value) and dead letters; the only place that knows key layouts.
 //! - [`capture`]: replication + store: committed transactions, resumable after a crash.
 //! - [`detect`]: the rules: row changes in, events out; the capture handler that stores them.
 //! - [`preflight`]: `check` and `setup`: the database's prerequisites, findings and fixes.

@@ -268,7 +268,7 @@ impl Store {
     /// a crash afterwards sends none of them again.
     pub fn record_done(&self, endpoint: &str) -> Result<(), StoreError> {
         let mut index = self.lock_runs()?;
-        let dirty = index.take_dirty(endpoint, 1);
+        let dirty = index.take_dirty(endpoint, 1, std::time::Duration::ZERO);
         if !dirty.is_empty() {
             self.write_record(&mut index, endpoint, &dirty, None)?;
         }
@@ -408,7 +408,7 @@ impl Store {
                 let finished = index.mark_done(endpoint, &owed);
                 removed += finished.done as i64;
                 self.remove_finished(finished)?;
-                let dirty = index.take_dirty(endpoint, runs::RECORD_IDS);
+                let dirty = index.take_dirty(endpoint, runs::RECORD_IDS, runs::RECORD_AGE);
                 if !dirty.is_empty() {
                     self.write_record(&mut index, endpoint, &dirty, None)?;
                 }

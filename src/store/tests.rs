@@ -536,9 +536,10 @@ async fn a_group_writes_several_transactions_with_the_last_checkpoint() {
     assert_eq!(payloads(&store, "lms"), vec![(id(400, 0), "a".to_string())]);
 }
 
-/// Deliveries are recorded once [`runs::RECORD_IDS`] of them wait, without being asked.
+/// Deliveries are recorded once [`runs::RECORD_IDS`] of them wait (or the oldest has waited
+/// [`runs::RECORD_AGE`]), without being asked: a crash sends fewer than that many again.
 #[tokio::test]
-async fn deliveries_are_recorded_every_few_hundred() {
+async fn deliveries_are_recorded_every_few_dozen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state");
     let store = Store::open(&path).unwrap();
@@ -559,14 +560,12 @@ async fn deliveries_are_recorded_every_few_hundred() {
     for &i in &delivered {
         store.delivered("hr", id(800, i)).unwrap();
     }
-    assert_eq!(store.pending_total(), u64::from(n) - delivered.len() as u64);
+    let owed = u64::from(n) - delivered.len() as u64;
+    assert_eq!(store.pending_total(), owed);
     store.flush().await.unwrap();
     drop(store);
     let store = Store::open(&path).unwrap();
-    let unrecorded = delivered.len() % runs::RECORD_IDS;
-    assert_eq!(
-        store.pending_total(),
-        (u64::from(n) - delivered.len() as u64) + unrecorded as u64
-    );
-    assert_eq!(store.db.scan_prefix(keys::DONE).count(), 1);
+    let again = store.pending_total() - owed;
+    assert!(again < runs::RECORD_IDS as u64, "{again} owed again");
+    assert!(store.db.scan_prefix(keys::DONE).count() >= delivered.len() / runs::RECORD_IDS);
 }
