@@ -3,9 +3,9 @@
 //! sled's cost is per key: one key per event made its inserts the top of capture's profile and
 //! its removes the top of delivery's (BENCHMARKS.md). So capture writes the entries one write
 //! gathers for an endpoint as runs of up to [`RUN_ENTRIES`] (`run/` + endpoint + first id), and
-//! delivery records what it has taken out of runs in one small `done/` record per settle (the
-//! ids). A run is removed when every entry in it is done, together with the records that only
-//! mention finished runs.
+//! delivery records what it has taken out of runs in small `done/` records (the ids), one per
+//! [`RECORD_IDS`] deliveries or [`RECORD_AGE`], whichever comes first. A run is removed when
+//! every entry in it is done, together with the records that only mention finished runs.
 //!
 //! An entry leaves its run (is marked done) when it is delivered, dead-lettered, or has a first
 //! failed attempt: from then on it lives as an ordinary `out/` entry with its delivery state.
@@ -619,7 +619,9 @@ mod tests {
             },
         );
         index.mark_done("hr", &[id(1, 0)]);
-        assert!(index.take_dirty("hr", 2, Duration::from_secs(60)).is_empty());
+        assert!(index
+            .take_dirty("hr", 2, Duration::from_secs(60))
+            .is_empty());
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(
             index.take_dirty("hr", 2, Duration::from_millis(5)),
@@ -627,7 +629,9 @@ mod tests {
         );
         // Taking them starts the clock again.
         index.mark_done("hr", &[id(1, 1)]);
-        assert!(index.take_dirty("hr", 2, Duration::from_secs(60)).is_empty());
+        assert!(index
+            .take_dirty("hr", 2, Duration::from_secs(60))
+            .is_empty());
         assert_eq!(index.take_dirty("hr", 1, Duration::MAX), vec![id(1, 1)]);
     }
 
