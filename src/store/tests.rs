@@ -21,6 +21,17 @@ fn out(payload: &str, key: &str, endpoints: &[&str]) -> Outgoing {
     }
 }
 
+/// A new store under `dir`, and a checkpoint (past LSN 800) to commit with.
+fn fresh_store(dir: &tempfile::TempDir) -> (std::path::PathBuf, Store, Checkpoint) {
+    let path = dir.path().join("state");
+    let store = Store::open(&path).unwrap();
+    let cp = Checkpoint {
+        binding: binding(),
+        lsn: Lsn(900),
+    };
+    (path, store, cp)
+}
+
 fn id(lsn: u64, ordinal: u32) -> EventId {
     EventId {
         commit_lsn: Lsn(lsn),
@@ -367,12 +378,7 @@ async fn runs_merge_with_single_entries_old_and_new() {
 #[tokio::test]
 async fn run_entries_leave_their_run_and_finished_runs_go() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state");
-    let store = Store::open(&path).unwrap();
-    let cp = Checkpoint {
-        binding: binding(),
-        lsn: Lsn(900),
-    };
+    let (path, store, cp) = fresh_store(&dir);
     let events: Vec<Outgoing> = (0..5)
         .map(|n| out(&format!("p{n}"), &format!("user_id={n}"), &["hr", "lms"]))
         .collect();
@@ -464,12 +470,7 @@ async fn run_entries_leave_their_run_and_finished_runs_go() {
 #[tokio::test]
 async fn open_finishes_runs_a_crash_left_done() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state");
-    let store = Store::open(&path).unwrap();
-    let cp = Checkpoint {
-        binding: binding(),
-        lsn: Lsn(900),
-    };
+    let (path, store, cp) = fresh_store(&dir);
     store
         .commit(
             &cp,
@@ -541,12 +542,7 @@ async fn a_group_writes_several_transactions_with_the_last_checkpoint() {
 #[tokio::test]
 async fn deliveries_are_recorded_every_few_dozen() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state");
-    let store = Store::open(&path).unwrap();
-    let cp = Checkpoint {
-        binding: binding(),
-        lsn: Lsn(900),
-    };
+    let (path, store, cp) = fresh_store(&dir);
     let n = 300u32;
     let events: Vec<Outgoing> = (0..n)
         .map(|i| out(&format!("p{i}"), &format!("user_id={i}"), &["hr"]))
