@@ -7,9 +7,11 @@
 
 mod checkpoint;
 mod counts;
+mod done;
 mod group;
 mod keys;
 mod outbox;
+mod pending;
 mod runs;
 
 pub use checkpoint::{Checkpoint, Mismatch, SlotBinding, Staged};

@@ -10,11 +10,10 @@
 //! run); that needs no fsync of its own: if a crash loses it the event is sent again with the
 //! same id, which receivers deduplicate.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
 
-use super::runs::{self, Finished};
+use super::pending::Pending;
+use super::runs;
 use super::{keys, Store, StoreError};
 use crate::event::EventId;
 
@@ -144,7 +143,7 @@ fn split_value<S: StoredState>(value: &[u8]) -> Result<(S, Vec<u8>), StoreError>
     Ok((state, value[split + 1..].to_vec()))
 }
 
-fn read<S: StoredState>(
+pub(super) fn read<S: StoredState>(
     area: &'static [u8],
     item: sled::Result<(sled::IVec, sled::IVec)>,
 ) -> Result<OutboxEntry<S>, StoreError> {
@@ -163,118 +162,6 @@ fn read<S: StoredState>(
 }
 
 impl Store {
-    /// Rebuilds the index of runs at open: every run's range, then every done record; and
-    /// finishes what a crash may have left half done (runs with every entry done, records
-    /// that mention no live run).
-    pub(super) fn load_runs(&self) -> Result<(), StoreError> {
-        let mut index = runs::RunIndex::default();
-        for item in self.db.scan_prefix(keys::RUN) {
-            let (key, value) = item.map_err(StoreError::Write)?;
-            let (endpoint, first) =
-                keys::parse_entry(keys::RUN, &key).ok_or_else(|| StoreError::Corrupt {
-                    what: "outbox run key",
-                    detail: format!("{} bytes", key.len()),
-                })?;
-            let ids = runs::run_ids(&value)?;
-            let Some(&last) = ids.last() else { continue };
-            index.add(
-                &endpoint,
-                runs::RunMeta {
-                    first,
-                    last,
-                    len: ids.len() as u32,
-                },
-            );
-        }
-        let mut leftover = Finished::default();
-        for item in self.db.scan_prefix(keys::DONE) {
-            let (key, value) = item.map_err(StoreError::Write)?;
-            let (endpoint, seq) = keys::parse_done(&key).ok_or_else(|| StoreError::Corrupt {
-                what: "outbox done record key",
-                detail: format!("{} bytes", key.len()),
-            })?;
-            let ids = runs::record_ids(&value)?;
-            let finished = index.mark_done(&endpoint, &ids);
-            index.recorded(&endpoint, seq, &ids);
-            leftover.runs.extend(finished.runs);
-            leftover.records.extend(finished.records);
-            if !index.has_record(seq) && !leftover.records.contains(&key.to_vec()) {
-                leftover.records.push(key.to_vec());
-            }
-        }
-        self.remove_finished(leftover)?;
-        if let Ok(mut runs) = self.runs.lock() {
-            *runs = index;
-        }
-        Ok(())
-    }
-
-    /// Deletes finished runs, then the records that only they needed (in that order: a crash
-    /// in between leaves a record that mentions nothing, removed at the next open).
-    fn remove_finished(&self, finished: Finished) -> Result<(), StoreError> {
-        for key in finished.runs.into_iter().chain(finished.records) {
-            self.db.remove(key).map_err(StoreError::Write)?;
-        }
-        Ok(())
-    }
-
-    /// Writes `ids` (done in memory) as one done record, in `with` when given (atomically with
-    /// what it holds); returns the record's key.
-    fn write_record(
-        &self,
-        index: &mut runs::RunIndex,
-        endpoint: &str,
-        ids: &[EventId],
-        with: Option<sled::Batch>,
-    ) -> Result<(u64, Vec<u8>), StoreError> {
-        let seq = index.next_seq();
-        let (key, value) = (keys::done(endpoint, seq), runs::record_value(ids));
-        match with {
-            Some(mut batch) => {
-                batch.insert(key.clone(), value);
-                self.db.apply_batch(batch).map_err(StoreError::Write)?;
-            }
-            None => {
-                self.db
-                    .insert(key.clone(), value)
-                    .map_err(StoreError::Write)?;
-            }
-        }
-        index.recorded(endpoint, seq, ids);
-        Ok((seq, key))
-    }
-
-    /// Takes one entry (owed from a run) out of its run, atomically with what `batch` writes
-    /// in its place (its own entry, or a dead letter).
-    fn take_from_run(
-        &self,
-        index: &mut runs::RunIndex,
-        endpoint: &str,
-        id: EventId,
-        batch: sled::Batch,
-    ) -> Result<u64, StoreError> {
-        let finished = index.mark_done(endpoint, &[id]);
-        let done = finished.done;
-        let (seq, record) = self.write_record(index, endpoint, &[id], Some(batch))?;
-        self.remove_finished(finished)?;
-        // The entry finished its run: the record is needed only until the run is gone.
-        if !index.has_record(seq) {
-            self.db.remove(record).map_err(StoreError::Write)?;
-        }
-        Ok(done)
-    }
-
-    /// Writes the done ids still in no record (a graceful stop, or delivery going idle), so
-    /// a crash afterwards sends none of them again.
-    pub fn record_done(&self, endpoint: &str) -> Result<(), StoreError> {
-        let mut index = self.lock_runs()?;
-        let dirty = index.take_dirty(endpoint, 1, std::time::Duration::ZERO);
-        if !dirty.is_empty() {
-            self.write_record(&mut index, endpoint, &dirty, None)?;
-        }
-        Ok(())
-    }
-
     pub(super) fn count_pending(&self) -> Result<(), StoreError> {
         let mut counts = self.runs.lock().map(|r| r.owed()).unwrap_or_default();
         for item in self.db.scan_prefix(keys::OUTBOX).keys() {
@@ -332,14 +219,7 @@ impl Store {
             .lock()
             .map(|index| index.runs_after(endpoint, after))
             .unwrap_or_default();
-        Pending {
-            store: self,
-            endpoint: endpoint.to_string(),
-            after,
-            alone: self.db.range(start..end).peekable(),
-            runs: runs.into(),
-            current: VecDeque::new(),
-        }
+        Pending::new(self, endpoint, after, self.db.range(start..end), runs)
     }
 
     pub fn outbox_entry(
@@ -522,93 +402,10 @@ impl Store {
 
 impl DeliveryState {
     /// The state of a fresh entry, taking the key.
-    fn fresh_with(key: String) -> DeliveryState {
+    pub(super) fn fresh_with(key: String) -> DeliveryState {
         DeliveryState {
             key,
             ..DeliveryState::default()
         }
-    }
-}
-
-impl Store {
-    fn lock_runs(&self) -> Result<std::sync::MutexGuard<'_, runs::RunIndex>, StoreError> {
-        self.runs.lock().map_err(|_| StoreError::Corrupt {
-            what: "outbox run index",
-            detail: "a thread panicked while updating it".into(),
-        })
-    }
-}
-
-/// An endpoint's pending entries in commit order: `out/` entries merged with the entries still
-/// owed from its runs (see [`Store::pending`]).
-struct Pending<'a> {
-    store: &'a Store,
-    endpoint: String,
-    after: Option<EventId>,
-    alone: std::iter::Peekable<sled::Iter>,
-    /// First ids of the runs not read yet.
-    runs: VecDeque<EventId>,
-    /// What is left of the run read last.
-    current: VecDeque<OutboxEntry<DeliveryState>>,
-}
-
-impl Pending<'_> {
-    /// Reads the next run's entries that are still owed.
-    fn load(&mut self, first: EventId) -> Result<(), StoreError> {
-        // A run finished (and removed) since the list was taken has nothing owed.
-        let Some(value) = self
-            .store
-            .db
-            .get(keys::run(&self.endpoint, first))
-            .map_err(StoreError::Write)?
-        else {
-            return Ok(());
-        };
-        let entries = runs::decode_run(&value)?;
-        let index = self.store.lock_runs()?;
-        for e in entries {
-            if self.after.is_some_and(|a| e.id <= a) || index.is_done(&self.endpoint, first, e.id) {
-                continue;
-            }
-            self.current.push_back(OutboxEntry {
-                endpoint: self.endpoint.clone(),
-                id: e.id,
-                state: DeliveryState::fresh_with(e.key),
-                payload: e.payload,
-            });
-        }
-        Ok(())
-    }
-}
-
-impl Iterator for Pending<'_> {
-    type Item = Result<OutboxEntry<DeliveryState>, StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while self.current.is_empty() {
-            let Some(first) = self.runs.pop_front() else {
-                break;
-            };
-            if let Err(e) = self.load(first) {
-                return Some(Err(e));
-            }
-        }
-        // Here a run entry is at hand, or every run is read.
-        let alone_first = match self.alone.peek() {
-            None if self.current.is_empty() => return None,
-            None => false,
-            Some(Ok((key, _))) => {
-                match (keys::parse_entry(keys::OUTBOX, key), self.current.front()) {
-                    (Some((_, alone)), Some(run)) => alone < run.id,
-                    // No run entry left, or a damaged key (`read` reports it).
-                    _ => true,
-                }
-            }
-            Some(Err(_)) => true,
-        };
-        if alone_first {
-            return self.alone.next().map(|item| read(keys::OUTBOX, item));
-        }
-        self.current.pop_front().map(Ok)
     }
 }
