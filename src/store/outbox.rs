@@ -240,9 +240,9 @@ impl Store {
             else {
                 return Ok(None);
             };
-            return Ok(runs::decode_run(&value)?
+            return Ok(runs::decode_run_where(&value, |i| i == id)?
                 .into_iter()
-                .find(|e| e.id == id)
+                .next()
                 .map(|e| OutboxEntry {
                     endpoint: endpoint.to_string(),
                     id,

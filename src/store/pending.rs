@@ -49,12 +49,13 @@ impl<'a> Pending<'a> {
         else {
             return Ok(());
         };
-        let entries = runs::decode_run(&value)?;
-        let index = self.store.lock_runs()?;
+        let entries = {
+            let index = self.store.lock_runs()?;
+            runs::decode_run_where(&value, |id| {
+                self.after.is_none_or(|a| id > a) && !index.is_done(&self.endpoint, first, id)
+            })?
+        };
         for e in entries {
-            if self.after.is_some_and(|a| e.id <= a) || index.is_done(&self.endpoint, first, e.id) {
-                continue;
-            }
             self.current.push_back(OutboxEntry {
                 endpoint: self.endpoint.clone(),
                 id: e.id,
