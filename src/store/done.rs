@@ -19,7 +19,14 @@ impl Store {
                     detail: format!("{} bytes", key.len()),
                 })?;
             let ids = runs::run_ids(&value)?;
-            let Some(&last) = ids.last() else { continue };
+            // The index finds a run by its key's first id: it must be the value's.
+            if ids.first() != Some(&first) {
+                return Err(StoreError::Corrupt {
+                    what: "outbox run",
+                    detail: format!("its key says it starts at {first}, its value does not"),
+                });
+            }
+            let last = ids.last().copied().unwrap_or(first);
             index.add(
                 &endpoint,
                 runs::RunMeta {

@@ -353,7 +353,26 @@ async fn runs_merge_with_single_entries_old_and_new() {
         .unwrap();
     let last = store.pending("hr", Some(id(450, 0))).next().unwrap();
     assert!(matches!(last, Err(StoreError::Corrupt { .. })), "{last:?}");
-    // So is a damaged run, at open.
+    // So is a damaged run, at open; and one filed under another first id.
+    let path = dir.path().join("state");
+    let misfiled = store.db.get(keys::run("hr", id(400, 0))).unwrap().unwrap();
+    store
+        .db
+        .insert(keys::run("hr", id(399, 0)), misfiled)
+        .unwrap();
+    store.flush().await.unwrap();
+    drop(store);
+    let reopened = Store::open(&path);
+    assert!(
+        matches!(&reopened, Err(StoreError::Corrupt { what: "outbox run", detail }) if detail.contains("starts at")),
+        "{reopened:?}"
+    );
+    drop(reopened);
+    let raw = sled::open(path.join("sled")).unwrap();
+    raw.remove(keys::run("hr", id(399, 0))).unwrap();
+    raw.flush().unwrap();
+    drop(raw);
+    let store = Store::open(&path).unwrap();
     store
         .db
         .insert(keys::run("hr", id(470, 0)), &b"\x02\x00\x00\x00\x05"[..])
