@@ -169,32 +169,7 @@ async fn form_request_is_exact_and_signed() {
 
     let requests = receiver.take();
     assert_eq!(requests.len(), 1);
-    let r = &requests[0];
-    assert_eq!(r.method, "POST");
-    assert_eq!(r.path, "/hooks/fuse?tenant=a");
-    let body = "user_id=42&event_id=7&occurrence_id=9&status=not+attended+%26+gone";
-    assert_eq!(std::str::from_utf8(&r.body).unwrap(), body);
-    assert_eq!(
-        header(r, "content-type"),
-        "application/x-www-form-urlencoded"
-    );
-    assert_eq!(header(r, "content-length"), body.len().to_string());
-    assert_eq!(header(r, "webhook-id"), "evt_0000000001a3f2b8_7");
-    assert_eq!(header(r, "webhook-event-type"), "event_attendance.updated");
-    assert_eq!(
-        header(r, "user-agent"),
-        format!("fuse-cdc-bridge/{}", env!("CARGO_PKG_VERSION"))
-    );
-    let timestamp = header(r, "webhook-timestamp");
-    let ts: i64 = timestamp.parse().unwrap();
-    assert!(
-        (before..=after).contains(&ts),
-        "{ts} not in {before}..={after}"
-    );
-    assert_eq!(
-        header(r, "webhook-signature"),
-        expected_signature(SECRET, "evt_0000000001a3f2b8_7", timestamp, &r.body)
-    );
+    assert_signed_form_request(&requests[0], before, after);
 }
 
 #[tokio::test]

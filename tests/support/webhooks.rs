@@ -100,3 +100,36 @@ pub fn expected_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) 
     mac.update(body);
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
+
+/// The form body of [`attendance`].
+pub const FORM_BODY: &str = "user_id=42&event_id=7&occurrence_id=9&status=not+attended+%26+gone";
+
+/// Checks the exact request `attendance()` as `id(7)` makes to `/hooks/fuse?tenant=a` in form
+/// format, signed with [`SECRET`], sent between `before` and `after` (unix seconds): method,
+/// path, body, every header the wire contract names, and the signature.
+pub fn assert_signed_form_request(r: &Recorded, before: i64, after: i64) {
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/hooks/fuse?tenant=a");
+    assert_eq!(std::str::from_utf8(&r.body).unwrap(), FORM_BODY);
+    assert_eq!(
+        header(r, "content-type"),
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(header(r, "content-length"), FORM_BODY.len().to_string());
+    assert_eq!(header(r, "webhook-id"), "evt_0000000001a3f2b8_7");
+    assert_eq!(header(r, "webhook-event-type"), "event_attendance.updated");
+    assert_eq!(
+        header(r, "user-agent"),
+        format!("fuse-cdc-bridge/{}", env!("CARGO_PKG_VERSION"))
+    );
+    let timestamp = header(r, "webhook-timestamp");
+    let ts: i64 = timestamp.parse().unwrap();
+    assert!(
+        (before..=after).contains(&ts),
+        "{ts} not in {before}..={after}"
+    );
+    assert_eq!(
+        header(r, "webhook-signature"),
+        expected_signature(SECRET, "evt_0000000001a3f2b8_7", timestamp, &r.body)
+    );
+}
