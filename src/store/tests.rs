@@ -24,12 +24,27 @@ fn out(payload: &str, key: &str, endpoints: &[&str]) -> Outgoing {
 /// A new store under `dir`, and a checkpoint (past LSN 800) to commit with.
 fn fresh_store(dir: &tempfile::TempDir) -> (std::path::PathBuf, Store, Checkpoint) {
     let path = dir.path().join("state");
-    let store = Store::open(&path).unwrap();
+    let store = open_again(&path).unwrap();
     let cp = Checkpoint {
         binding: binding(),
         lsn: Lsn(900),
     };
     (path, store, cp)
+}
+
+/// Opens the store at `path`, waiting out the lock of one just dropped: sled's background
+/// threads let go of the directory a moment after the last handle, and these tests reopen at
+/// once (the bridge never does, in one process).
+fn open_again(path: &std::path::Path) -> Result<Store, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Store::open(path) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn id(lsn: u64, ordinal: u32) -> EventId {
@@ -54,7 +69,7 @@ async fn commit_fans_out_atomically_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     {
-        let store = Store::open(&state).unwrap();
+        let store = open_again(&state).unwrap();
         assert_eq!(store.checkpoint().unwrap(), None);
         let cp = Checkpoint {
             binding: binding(),
@@ -68,7 +83,7 @@ async fn commit_fans_out_atomically_and_survives_reopen() {
         store.flush().await.unwrap();
         assert_eq!(store.pending_total(), 3);
     }
-    let store = Store::open(&state).unwrap();
+    let store = open_again(&state).unwrap();
     assert_eq!(store.checkpoint().unwrap().unwrap().lsn, Lsn(500));
     assert_eq!(payloads(&store, "hr"), vec![(id(400, 0), "a".to_string())]);
     assert_eq!(
@@ -85,7 +100,7 @@ async fn commit_fans_out_atomically_and_survives_reopen() {
 #[test]
 fn entries_come_back_in_commit_order_and_resume_after_an_id() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = open_again(dir.path()).unwrap();
     let cp = Checkpoint {
         binding: binding(),
         lsn: Lsn(u64::MAX),
@@ -111,7 +126,7 @@ fn entries_come_back_in_commit_order_and_resume_after_an_id() {
 #[test]
 fn delivery_dead_letters_retry_and_purge() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = open_again(dir.path()).unwrap();
     let cp = Checkpoint {
         binding: binding(),
         lsn: Lsn(10),
@@ -178,7 +193,7 @@ fn delivery_dead_letters_retry_and_purge() {
 fn state_dir_is_private() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("a/b");
-    let _store = Store::open(&state).unwrap();
+    let _store = open_again(&state).unwrap();
     let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
 }
@@ -240,7 +255,7 @@ async fn staged_chunks_leave_a_mark_until_their_commit() {
         lsn: Lsn(700),
     };
     {
-        let store = Store::open(&state).unwrap();
+        let store = open_again(&state).unwrap();
         store.commit(&cp, Lsn(600), &[]).unwrap();
         let chunk = [out("a", "k1", &["hr", "lms"]), out("b", "k2", &["hr"])];
         store.stage(Lsn(800), 0, &chunk).unwrap();
@@ -262,7 +277,7 @@ async fn staged_chunks_leave_a_mark_until_their_commit() {
         store.flush().await.unwrap();
     }
     // A crash before the commit: the mark says how far the transaction is stored.
-    let store = Store::open(&state).unwrap();
+    let store = open_again(&state).unwrap();
     assert_eq!(
         store.staged().unwrap(),
         Some(Staged {
@@ -299,7 +314,7 @@ async fn staged_chunks_leave_a_mark_until_their_commit() {
 #[tokio::test]
 async fn runs_merge_with_single_entries_old_and_new() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("state")).unwrap();
+    let store = open_again(&dir.path().join("state")).unwrap();
     let cp = Checkpoint {
         binding: binding(),
         lsn: Lsn(500),
@@ -362,7 +377,7 @@ async fn runs_merge_with_single_entries_old_and_new() {
         .unwrap();
     store.flush().await.unwrap();
     drop(store);
-    let reopened = Store::open(&path);
+    let reopened = open_again(&path);
     assert!(
         matches!(&reopened, Err(StoreError::Corrupt { what: "outbox run", detail }) if detail.contains("starts at")),
         "{reopened:?}"
@@ -372,13 +387,13 @@ async fn runs_merge_with_single_entries_old_and_new() {
     raw.remove(keys::run("hr", id(399, 0))).unwrap();
     raw.flush().unwrap();
     drop(raw);
-    let store = Store::open(&path).unwrap();
+    let store = open_again(&path).unwrap();
     store
         .db
         .insert(keys::run("hr", id(470, 0)), &b"\x02\x00\x00\x00\x05"[..])
         .unwrap();
     drop(store);
-    let reopened = Store::open(&dir.path().join("state"));
+    let reopened = open_again(&dir.path().join("state"));
     assert!(
         matches!(
             reopened,
@@ -452,7 +467,7 @@ async fn run_entries_leave_their_run_and_finished_runs_go() {
     // owed again, same ids; delivery records them when it goes idle or stops.
     store.flush().await.unwrap();
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = open_again(&path).unwrap();
     let owed: Vec<_> = store.pending("hr", None).map(|e| e.unwrap().id).collect();
     assert_eq!(owed, vec![id(800, 0), id(800, 1), id(800, 3), id(800, 4)]);
     store
@@ -461,7 +476,7 @@ async fn run_entries_leave_their_run_and_finished_runs_go() {
     store.record_done("hr").unwrap();
     store.flush().await.unwrap();
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = open_again(&path).unwrap();
     expect_hr(&store);
 
     // The last entry owed from hr's run: the run and its records go.
@@ -481,7 +496,7 @@ async fn run_entries_leave_their_run_and_finished_runs_go() {
     assert!(left.is_empty(), "{left:?}");
     store.flush().await.unwrap();
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = open_again(&path).unwrap();
     assert_eq!(store.pending_total(), 0);
 }
 
@@ -511,7 +526,7 @@ async fn open_finishes_runs_a_crash_left_done() {
         .unwrap();
     store.flush().await.unwrap();
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = open_again(&path).unwrap();
     assert_eq!(store.pending_total(), 0);
     assert!(store.db.scan_prefix(keys::RUN).next().is_none());
     assert!(store.db.scan_prefix(keys::DONE).next().is_none());
@@ -520,7 +535,7 @@ async fn open_finishes_runs_a_crash_left_done() {
 #[tokio::test]
 async fn a_group_writes_several_transactions_with_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("state")).unwrap();
+    let store = open_again(&dir.path().join("state")).unwrap();
     store
         .stage(Lsn(300), 0, &[out("s", "user_id=9", &["hr"])])
         .unwrap();
@@ -579,7 +594,7 @@ async fn deliveries_are_recorded_every_few_dozen() {
     assert_eq!(store.pending_total(), owed);
     store.flush().await.unwrap();
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = open_again(&path).unwrap();
     let again = store.pending_total() - owed;
     assert!(again < runs::RECORD_IDS as u64, "{again} owed again");
     assert!(store.db.scan_prefix(keys::DONE).count() >= delivered.len() / runs::RECORD_IDS);
